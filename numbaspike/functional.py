@@ -1,0 +1,627 @@
+r"""Functional API: LIF and LI layers on time-major arrays, with hand-written BPTT.
+
+Arrays are time-major ``(T, B, N)`` (steps, batch, neurons), float32 or float64. A
+forward call returns its output and a *tape*; the matching backward call takes the
+gradient of the loss w.r.t. that output and the tape, and returns every gradient.
+
+The LIF step (DESIGN.md §1, Norse's ``lif_feed_forward_step``/``lif_step``), with
+:math:`a_m = dt\,\tau_{mem}^{-1}`, :math:`a_s = dt\,\tau_{syn}^{-1}`:
+
+.. math::
+
+    i' &= i + x_t + [\text{recurrent}]\; W_{rec}\, z_{t-1} \\
+    h_t &= v + a_m ((v_{leak} - v) + i'), \qquad i \leftarrow (1 - a_s)\, i' \\
+    z_t &= H(h_t - v_{th}) \quad (F(h_t - v_{th}) \text{ if smooth}) \\
+    v &\leftarrow (1 - z_t) h_t + z_t v_{reset} \;\text{(zero)} \quad\text{or}\quad
+    h_t - z_t (v_{th} - v_{reset}) \;\text{(subtract)}
+
+BPTT (reverse time, adjoints :math:`g_v, g_i` of the state after step :math:`t`, see
+:func:`numbaspike.kernels.math.lif_adjoint_step`) gives :math:`\partial L/\partial x_t = g_{i'}`
+and accumulates the parameter gradients
+
+.. math::
+
+    \frac{\partial L}{\partial \tau_{mem}^{-1}} = dt \sum_t g_{h,t}\,((v_{leak} - v_{t-1}) + i'_t),\quad
+    \frac{\partial L}{\partial \tau_{syn}^{-1}} = -dt \sum_t g_{i,t}\, i'_t,\quad
+    \frac{\partial L}{\partial v_{leak}} = \sum_t a_m g_{h,t},\quad
+    \frac{\partial L}{\partial v_{th}} = \sum_t g_{v_{th},t}
+
+summed over batch (and over neurons when the parameter was given as a scalar). When no
+initial state is given, :math:`v_0 = v_{leak}`, so the gradient of :math:`v_0` is added to
+that of :math:`v_{leak}`. With a recurrent matrix,
+:math:`\partial L/\partial W_{rec} = \sum_t g_{x,t}^\top z_{t-1}` and :math:`g_{x,t} W_{rec}`
+flows back into :math:`z_{t-1}`.
+
+The tape holds the pre-reset membrane :math:`h` (from which the spikes are recomputed
+exactly), the current :math:`i'` only when parameter gradients are requested, and a
+reference to the output (not a copy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .kernels import cpu
+from .params import LIFParameters, LIParameters, check_time_step
+from .validation import as_float_array, broadcast_state, check_positive_int, neuron_array
+
+__all__ = [
+    "LIFState",
+    "LIState",
+    "LIFTape",
+    "LITape",
+    "LIFGradients",
+    "LIGradients",
+    "Simulation",
+    "lif_forward",
+    "lif_backward",
+    "li_forward",
+    "li_backward",
+    "lif_simulate",
+]
+
+
+class LIFState(NamedTuple):
+    """State of a LIF layer: membrane ``v``, synaptic current ``i``, last spikes ``z``, each (B, N)."""
+
+    v: np.ndarray
+    i: np.ndarray
+    z: np.ndarray | None = None
+
+
+class LIState(NamedTuple):
+    """State of a leaky integrator: membrane ``v`` and synaptic current ``i``, each (B, N)."""
+
+    v: np.ndarray
+    i: np.ndarray
+
+
+class _Coefficients(NamedTuple):
+    """Per-neuron coefficients of the Euler step in the working dtype, each (N,)."""
+
+    a_m: np.ndarray
+    decay_s: np.ndarray
+    v_leak: np.ndarray
+    v_th: np.ndarray
+    v_reset: np.floating
+
+
+def _coefficients(p: LIFParameters | LIParameters, dt: float, n: int, dtype) -> _Coefficients:
+    dtype = np.dtype(dtype)
+    a_m = neuron_array("p.tau_mem_inv", dt * np.asarray(p.tau_mem_inv, np.float64), n, dtype)
+    a_s = neuron_array("p.tau_syn_inv", dt * np.asarray(p.tau_syn_inv, np.float64), n, dtype)
+    decay_s = dtype.type(1) - a_s  # rounded in the working dtype, like an elementwise 1 - a_s
+    v_leak = neuron_array("p.v_leak", p.v_leak, n, dtype)
+    if isinstance(p, LIFParameters):
+        v_th = neuron_array("p.v_th", p.v_th, n, dtype)
+        v_reset = dtype.type(p.v_reset)
+    else:
+        v_th = np.zeros(0, dtype)
+        v_reset = dtype.type(0)
+    return _Coefficients(a_m, decay_s, v_leak, v_th, v_reset)
+
+
+def _check_input(x) -> np.ndarray:
+    x = as_float_array("x", x, ndim=3, shape_doc="(T, B, N)")
+    if x.shape[0] == 0 or x.shape[1] == 0 or x.shape[2] == 0:
+        raise ValueError(f"x must have non-zero T, B and N, got shape {x.shape}")
+    return x
+
+
+def _initial_state(state, p, coeffs, batch: int, n: int, dtype, recurrent: bool):
+    """(v0, i0, z0, given) as fresh (B, N) arrays."""
+    if state is None:
+        v0 = np.array(np.broadcast_to(coeffs.v_leak, (batch, n)), dtype=dtype, order="C")
+        return v0, np.zeros((batch, n), dtype), np.zeros((batch, n), dtype), False
+    if not isinstance(state, tuple) or len(state) not in (2, 3):
+        raise TypeError("state must be a LIFState / LIState or a tuple (v, i) or (v, i, z)")
+    v0 = broadcast_state("state.v", state[0], batch, n, dtype)
+    i0 = broadcast_state("state.i", state[1], batch, n, dtype)
+    z_given = len(state) == 3 and state[2] is not None
+    z0 = broadcast_state("state.z", state[2], batch, n, dtype) if z_given else None
+    if z0 is None:
+        z0 = np.zeros((batch, n), dtype)
+    return v0, i0, z0, True
+
+
+@dataclass(eq=False)
+class LIFTape:
+    """What :func:`lif_backward` needs from :func:`lif_forward`.
+
+    Attributes
+    ----------
+    h : ndarray (T, B, N)
+        Membrane before reset; the spikes are ``h > v_th`` (or ``F(h - v_th)`` if smooth).
+    i1 : ndarray (T, B, N) or None
+        Current after the jump, kept only when parameter gradients were requested.
+    z : ndarray (T, B, N)
+        The returned spikes (a reference, needed for the recurrent weight gradient).
+    final_state : LIFState
+        State after the last step; pass it as ``state`` to continue a simulation.
+    """
+
+    p: LIFParameters
+    dt: float
+    coeffs: _Coefficients
+    h: np.ndarray
+    i1: np.ndarray | None
+    z: np.ndarray
+    v0: np.ndarray
+    z0: np.ndarray
+    w_rec: np.ndarray | None
+    state_given: bool
+    final_state: LIFState
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the tape itself (excluding the referenced output)."""
+        return self.h.nbytes + (0 if self.i1 is None else self.i1.nbytes)
+
+
+@dataclass(eq=False)
+class LIFGradients:
+    """Gradients returned by :func:`lif_backward`.
+
+    ``x`` is (T, B, N); ``w_rec`` (N, N) or None; ``v0``, ``i0`` (B, N) are the gradients of
+    the initial state and ``z0`` (B, N) that of the initial spikes (recurrent only). Parameter
+    gradients have the shape the parameter was given with (float for a scalar, (N,) array
+    otherwise) and are None when the forward was run with ``param_grads=False``.
+    """
+
+    x: np.ndarray
+    w_rec: np.ndarray | None
+    v0: np.ndarray
+    i0: np.ndarray
+    z0: np.ndarray | None
+    tau_mem_inv: float | np.ndarray | None
+    tau_syn_inv: float | np.ndarray | None
+    v_th: float | np.ndarray | None
+    v_leak: float | np.ndarray | None
+
+
+def lif_forward(
+    x: np.ndarray,
+    p: LIFParameters = LIFParameters(),
+    dt: float = 1e-3,
+    w_rec: np.ndarray | None = None,
+    state: LIFState | tuple | None = None,
+    *,
+    param_grads: bool = True,
+) -> tuple[np.ndarray, LIFTape]:
+    """Run a LIF layer over all time steps and record a tape for :func:`lif_backward`.
+
+    Parameters
+    ----------
+    x : ndarray (T, B, N), float32 or float64
+        Input current per step (the jump added to ``i``).
+    p : LIFParameters
+        Neuron parameters; per-neuron arrays must have shape (N,).
+    dt : float
+        Time step in seconds; ``dt * tau_*_inv`` must be < 1.
+    w_rec : ndarray (N, N), optional
+        Recurrent weights (``(N_out, N_in)`` like ``torch.nn.Linear.weight``); the current
+        jump at step ``t`` is then ``x_t + z_{t-1} @ w_rec.T`` (Norse ``lif_step``).
+    state : LIFState or tuple, optional
+        Initial ``(v, i)`` or ``(v, i, z)``, each broadcastable to (B, N). Default:
+        ``v = v_leak``, ``i = 0``, ``z = 0``.
+    param_grads : bool
+        Keep what the gradients of the neuron parameters need (one more (T, B, N) array).
+
+    Returns
+    -------
+    z : ndarray (T, B, N)
+        Spikes (0/1) in the dtype of ``x``, or ``F(h - v_th)`` when ``p.smooth``.
+    tape : LIFTape
+    """
+    if not isinstance(p, LIFParameters):
+        raise TypeError(f"p must be LIFParameters, got {type(p).__name__}")
+    x = _check_input(x)
+    dt = check_time_step(p, dt)
+    n_steps, batch, n = x.shape
+    dtype = x.dtype
+    coeffs = _coefficients(p, dt, n, dtype)
+    v, i, z_state, given = _initial_state(state, p, coeffs, batch, n, dtype, w_rec is not None)
+    v0 = v.copy()
+    z0 = z_state.copy()
+    z = np.empty_like(x)
+    h = np.empty_like(x)
+    i1 = np.empty_like(x) if param_grads else np.empty((0, 0, 0), dtype)
+    none = np.empty((0, 0, 0), dtype)
+    common = (coeffs.a_m, coeffs.decay_s, coeffs.v_leak, coeffs.v_th, coeffs.v_reset)
+    codes = (p.reset_code, p.surrogate_code, float(p.alpha), bool(p.smooth))
+    if w_rec is None:
+        cpu.lif_feed_forward_forward(
+            x, *common, *codes, v, i, z, h, i1, none, none, True, True, param_grads, False
+        )
+        z_state = z[-1].copy()
+    else:
+        w_rec = _check_w_rec(w_rec, n, dtype)
+        w_rec_t = np.ascontiguousarray(w_rec.T)
+        cpu.lif_recurrent_forward(
+            x, w_rec_t, *common, *codes, v, i, z_state, z, h, i1, none, none,
+            True, True, param_grads, False,
+        )  # fmt: skip
+    tape = LIFTape(
+        p=p,
+        dt=dt,
+        coeffs=coeffs,
+        h=h,
+        i1=i1 if param_grads else None,
+        z=z,
+        v0=v0,
+        z0=z0,
+        w_rec=w_rec,
+        state_given=given,
+        final_state=LIFState(v, i, z_state),
+    )
+    return z, tape
+
+
+def _check_w_rec(w_rec, n: int, dtype) -> np.ndarray:
+    w_rec = as_float_array("w_rec", w_rec, ndim=2, dtype=dtype, shape_doc=f"(N, N) = ({n}, {n})")
+    if w_rec.shape != (n, n):
+        raise ValueError(f"w_rec must have shape (N, N) = ({n}, {n}), got {w_rec.shape}")
+    return w_rec
+
+
+def _check_output_grad(name: str, grad, shape, dtype) -> np.ndarray:
+    grad = as_float_array(name, grad, ndim=3, dtype=dtype, shape_doc=str(shape))
+    if grad.shape != shape:
+        raise ValueError(
+            f"{name} must have the shape of the forward output {shape}, got {grad.shape}"
+        )
+    return grad
+
+
+def _final_adjoints(grad_final_state, batch, n, dtype):
+    if grad_final_state is None:
+        return np.zeros((batch, n), dtype), np.zeros((batch, n), dtype)
+    gv = broadcast_state("grad_final_state.v", grad_final_state[0], batch, n, dtype)
+    gi = broadcast_state("grad_final_state.i", grad_final_state[1], batch, n, dtype)
+    return gv, gi
+
+
+def _reduce_param_grad(given, per_neuron: np.ndarray, dtype):
+    """Sum (B, N) accumulators over batch, and over neurons for a scalar parameter."""
+    total = per_neuron.sum(axis=0)
+    if np.ndim(given) == 0:
+        return float(total.sum())
+    return total.astype(dtype)
+
+
+def lif_backward(
+    grad_z: np.ndarray, tape: LIFTape, grad_final_state: tuple | None = None
+) -> LIFGradients:
+    """Backpropagate ``grad_z = dL/dz`` (T, B, N) through the LIF layer recorded in ``tape``.
+
+    ``grad_final_state`` optionally gives ``(dL/dv_T, dL/di_T)`` for a loss that also depends
+    on the final state (truncated BPTT across chunks). See the module docstring for the
+    equations. Returns a :class:`LIFGradients`.
+    """
+    if not isinstance(tape, LIFTape):
+        raise TypeError(
+            f"tape must be the LIFTape returned by lif_forward, got {type(tape).__name__}"
+        )
+    h = tape.h
+    n_steps, batch, n = h.shape
+    dtype = h.dtype
+    grad_z = _check_output_grad("grad_z", grad_z, h.shape, dtype)
+    p, c = tape.p, tape.coeffs
+    param_grads = tape.i1 is not None
+    gx = np.empty_like(h)
+    gv, gi = _final_adjoints(grad_final_state, batch, n, dtype)
+    acc_shape = (batch, n) if param_grads else (0, 0)
+    g_am, g_decay, g_vth, g_vleak = (np.zeros(acc_shape, np.float64) for _ in range(4))
+    i1 = tape.i1 if param_grads else np.empty((0, 0, 0), dtype)
+    common = (c.a_m, c.decay_s, c.v_leak, c.v_th, c.v_reset)
+    codes = (p.reset_code, p.surrogate_code, float(p.alpha), bool(p.smooth), bool(p.detach_reset))
+    grad_w_rec = grad_z0 = None
+    if tape.w_rec is None:
+        cpu.lif_feed_forward_backward(
+            grad_z, h, i1, tape.v0, *common, *codes, param_grads,
+            gx, gv, gi, g_am, g_decay, g_vth, g_vleak,
+        )  # fmt: skip
+    else:
+        grad_z0 = np.zeros((batch, n), dtype)
+        cpu.lif_recurrent_backward(
+            grad_z, h, i1, tape.v0, tape.w_rec, *common, *codes, param_grads,
+            gx, gv, gi, grad_z0, g_am, g_decay, g_vth, g_vleak,
+        )  # fmt: skip
+        grad_w_rec = gx[0].T @ tape.z0
+        if n_steps > 1:
+            grad_w_rec += gx[1:].reshape(-1, n).T @ tape.z[:-1].reshape(-1, n)
+    grads = LIFGradients(gx, grad_w_rec, gv, gi, grad_z0, None, None, None, None)
+    if param_grads:
+        if not tape.state_given:
+            g_vleak += gv
+        dt = tape.dt
+        grads.tau_mem_inv = _reduce_param_grad(p.tau_mem_inv, dt * g_am, dtype)
+        grads.tau_syn_inv = _reduce_param_grad(p.tau_syn_inv, -dt * g_decay, dtype)
+        grads.v_th = _reduce_param_grad(p.v_th, g_vth, dtype)
+        grads.v_leak = _reduce_param_grad(p.v_leak, g_vleak, dtype)
+    return grads
+
+
+@dataclass(eq=False)
+class LITape:
+    """What :func:`li_backward` needs: the output membrane (a reference), ``i'`` if parameter
+    gradients were requested, the initial membrane and the final state."""
+
+    p: LIParameters
+    dt: float
+    coeffs: _Coefficients
+    v: np.ndarray
+    i1: np.ndarray | None
+    v0: np.ndarray
+    state_given: bool
+    final_state: LIState
+
+
+@dataclass(eq=False)
+class LIGradients:
+    """Gradients returned by :func:`li_backward` (shapes as in :class:`LIFGradients`)."""
+
+    x: np.ndarray
+    v0: np.ndarray
+    i0: np.ndarray
+    tau_mem_inv: float | np.ndarray | None
+    tau_syn_inv: float | np.ndarray | None
+    v_leak: float | np.ndarray | None
+
+
+def li_forward(
+    x: np.ndarray,
+    p: LIParameters = LIParameters(),
+    dt: float = 1e-3,
+    state: LIState | tuple | None = None,
+    *,
+    param_grads: bool = True,
+) -> tuple[np.ndarray, LITape]:
+    r"""Run a leaky-integrator readout over all steps.
+
+    .. math::
+
+        i' = i + x_t, \qquad v_t = v_{t-1} + a_m ((v_{leak} - v_{t-1}) + i'), \qquad
+        i \leftarrow (1 - a_s)\, i'
+
+    Parameters
+    ----------
+    x : ndarray (T, B, N), float32 or float64
+        Input current per step.
+    p : LIParameters
+    dt : float
+    state : LIState or tuple, optional
+        Initial ``(v, i)``; default ``v = v_leak``, ``i = 0``.
+    param_grads : bool
+        Keep what the parameter gradients need.
+
+    Returns
+    -------
+    v : ndarray (T, B, N)
+        Membrane of every step (the readout).
+    tape : LITape
+    """
+    if not isinstance(p, LIParameters):
+        raise TypeError(f"p must be LIParameters, got {type(p).__name__}")
+    x = _check_input(x)
+    dt = check_time_step(p, dt)
+    n_steps, batch, n = x.shape
+    dtype = x.dtype
+    coeffs = _coefficients(p, dt, n, dtype)
+    v, i, _, given = _initial_state(state, p, coeffs, batch, n, dtype, False)
+    v0 = v.copy()
+    out = np.empty_like(x)
+    i1 = np.empty_like(x) if param_grads else np.empty((0, 0, 0), dtype)
+    none = np.empty((0, 0, 0), dtype)
+    cpu.li_forward(
+        x, coeffs.a_m, coeffs.decay_s, coeffs.v_leak, v, i, out, i1, none, True, param_grads, False
+    )
+    tape = LITape(p, dt, coeffs, out, i1 if param_grads else None, v0, given, LIState(v, i))
+    return out, tape
+
+
+def li_backward(
+    grad_v: np.ndarray, tape: LITape, grad_final_state: tuple | None = None
+) -> LIGradients:
+    """Backpropagate ``grad_v = dL/dv`` (T, B, N) through the leaky integrator in ``tape``."""
+    if not isinstance(tape, LITape):
+        raise TypeError(
+            f"tape must be the LITape returned by li_forward, got {type(tape).__name__}"
+        )
+    v_out = tape.v
+    n_steps, batch, n = v_out.shape
+    dtype = v_out.dtype
+    grad_v = _check_output_grad("grad_v", grad_v, v_out.shape, dtype)
+    p, c = tape.p, tape.coeffs
+    param_grads = tape.i1 is not None
+    gx = np.empty_like(v_out)
+    gv, gi = _final_adjoints(grad_final_state, batch, n, dtype)
+    acc_shape = (batch, n) if param_grads else (0, 0)
+    g_am, g_decay, g_vleak = (np.zeros(acc_shape, np.float64) for _ in range(3))
+    i1 = tape.i1 if param_grads else np.empty((0, 0, 0), dtype)
+    cpu.li_backward(
+        grad_v, v_out, i1, tape.v0, c.a_m, c.decay_s, c.v_leak, param_grads,
+        gx, gv, gi, g_am, g_decay, g_vleak,
+    )  # fmt: skip
+    grads = LIGradients(gx, gv, gi, None, None, None)
+    if param_grads:
+        if not tape.state_given:
+            g_vleak += gv
+        grads.tau_mem_inv = _reduce_param_grad(p.tau_mem_inv, tape.dt * g_am, dtype)
+        grads.tau_syn_inv = _reduce_param_grad(p.tau_syn_inv, -tape.dt * g_decay, dtype)
+        grads.v_leak = _reduce_param_grad(p.v_leak, g_vleak, dtype)
+    return grads
+
+
+@dataclass(eq=False)
+class Simulation:
+    """Result of :func:`lif_simulate`.
+
+    Attributes
+    ----------
+    steps : int
+        Number of simulated steps.
+    spike_counts : ndarray (B, N) int64
+        Spikes per neuron over the whole run.
+    spike_times, spike_batch, spike_neurons : ndarray (S,) int64 or None
+        One entry per spike (recorded with ``record=("spikes", ...)``).
+    v, i : ndarray (T, B, N) or None
+        Membrane (after reset) and synaptic-current traces, when recorded.
+    final_state : LIFState
+    """
+
+    steps: int
+    spike_counts: np.ndarray
+    spike_times: np.ndarray | None
+    spike_batch: np.ndarray | None
+    spike_neurons: np.ndarray | None
+    v: np.ndarray | None
+    i: np.ndarray | None
+    final_state: LIFState
+
+    def spike_raster(self) -> np.ndarray:
+        """Dense (T, B, N) uint8 raster rebuilt from the recorded spike events."""
+        if self.spike_times is None:
+            raise ValueError("spikes were not recorded; pass record=('spikes',) to lif_simulate")
+        raster = np.zeros((self.steps, *self.spike_counts.shape), np.uint8)
+        raster[self.spike_times, self.spike_batch, self.spike_neurons] = 1
+        return raster
+
+
+_RECORDABLE = ("spikes", "v", "i")
+
+
+def _input_chunks(x, steps, chunk):
+    """Yield C-contiguous (t, B, N) chunks from an array, a constant current, or an iterable."""
+    if isinstance(x, np.ndarray) or np.isscalar(x) or isinstance(x, (list, tuple)):
+        arr = np.asarray(x)
+        if arr.ndim == 3:
+            if steps is not None and steps != arr.shape[0]:
+                raise ValueError(f"steps={steps} does not match x.shape[0]={arr.shape[0]}")
+            for t0 in range(0, arr.shape[0], chunk):
+                yield arr[t0 : t0 + chunk]
+            return
+        if arr.ndim == 2:
+            if steps is None:
+                raise ValueError(
+                    "steps must be given when x is a constant current of shape (B, N)"
+                )
+            steps = check_positive_int("steps", steps)
+            block = np.ascontiguousarray(np.broadcast_to(arr, (min(chunk, steps), *arr.shape)))
+            for t0 in range(0, steps, chunk):
+                yield block[: min(chunk, steps - t0)]
+            return
+        raise ValueError(
+            f"x must have shape (T, B, N), or (B, N) with steps=, got shape {arr.shape}"
+        )
+    if isinstance(x, Iterable):
+        yield from x
+        return
+    raise TypeError(
+        "x must be an array (T, B, N), a (B, N) constant current, or an iterable of chunks"
+    )
+
+
+def lif_simulate(
+    x,
+    p: LIFParameters = LIFParameters(),
+    dt: float = 1e-3,
+    w_rec: np.ndarray | None = None,
+    state: LIFState | tuple | None = None,
+    *,
+    steps: int | None = None,
+    record: tuple[str, ...] = ("spikes",),
+    chunk: int = 1024,
+) -> Simulation:
+    """Forward-only LIF simulation without a tape: memory independent of the number of steps.
+
+    Parameters
+    ----------
+    x : ndarray (T, B, N), ndarray (B, N) with ``steps``, or iterable of (t, B, N) chunks
+        Input current. A (B, N) array is a constant current applied for ``steps`` steps.
+    p, dt, w_rec, state
+        As in :func:`lif_forward`.
+    steps : int, optional
+        Number of steps for a constant current.
+    record : tuple of {"spikes", "v", "i"}
+        What to keep: spike events (O(number of spikes) memory) and/or the membrane and
+        current traces (O(T·B·N), for plotting). Spike counts and the final state are always
+        returned.
+    chunk : int
+        Steps per kernel call (the working memory is O(chunk·B·N)).
+    """
+    if not isinstance(p, LIFParameters):
+        raise TypeError(f"p must be LIFParameters, got {type(p).__name__}")
+    unknown = set(record) - set(_RECORDABLE)
+    if unknown:
+        raise ValueError(
+            f"record must be a subset of {_RECORDABLE}, got unknown {sorted(unknown)}"
+        )
+    chunk = check_positive_int("chunk", chunk)
+    dt = check_time_step(p, dt)
+    counts = events = None
+    v = i = z_state = coeffs = None
+    traces_v, traces_i, spike_events = [], [], []
+    total = 0
+    for raw in _input_chunks(x, steps, chunk):
+        xc = _check_input(raw)
+        n_steps, batch, n = xc.shape
+        if coeffs is None:
+            dtype = xc.dtype
+            coeffs = _coefficients(p, dt, n, dtype)
+            v, i, z_state, _ = _initial_state(state, p, coeffs, batch, n, dtype, w_rec is not None)
+            counts = np.zeros((batch, n), np.int64)
+            if w_rec is not None:
+                w_rec_t = np.ascontiguousarray(_check_w_rec(w_rec, n, dtype).T)
+            none = np.empty((0, 0, 0), dtype)
+        elif xc.shape[1:] != counts.shape or xc.dtype != dtype:
+            raise ValueError(
+                f"every chunk of x must have shape (t, {counts.shape[0]}, {counts.shape[1]}) "
+                f"and dtype {dtype}, got {xc.shape} {xc.dtype}"
+            )
+        z = np.empty_like(xc)
+        trace = "v" in record or "i" in record
+        v_out = np.empty_like(xc) if trace else none
+        i_out = np.empty_like(xc) if trace else none
+        common = (coeffs.a_m, coeffs.decay_s, coeffs.v_leak, coeffs.v_th, coeffs.v_reset)
+        codes = (p.reset_code, p.surrogate_code, float(p.alpha), bool(p.smooth))
+        if w_rec is None:
+            cpu.lif_feed_forward_forward(
+                xc, *common, *codes, v, i, z, none, none, v_out, i_out, True, False, False, trace
+            )
+            z_state = z[-1].copy()
+        else:
+            cpu.lif_recurrent_forward(
+                xc, w_rec_t, *common, *codes, v, i, z_state, z, none, none, v_out, i_out,
+                True, False, False, trace,
+            )  # fmt: skip
+        fired = z != 0
+        counts += fired.sum(axis=0)
+        if "spikes" in record:
+            t_idx, b_idx, n_idx = np.nonzero(fired)
+            spike_events.append((t_idx + total, b_idx, n_idx))
+        if "v" in record:
+            traces_v.append(v_out)
+        if "i" in record:
+            traces_i.append(i_out)
+        total += n_steps
+    if coeffs is None:
+        raise ValueError("x holds no time steps")
+    if "spikes" in record:
+        events = [np.concatenate(part).astype(np.int64) for part in zip(*spike_events)]
+    else:
+        events = [None, None, None]
+    return Simulation(
+        steps=total,
+        spike_counts=counts,
+        spike_times=events[0],
+        spike_batch=events[1],
+        spike_neurons=events[2],
+        v=np.concatenate(traces_v) if traces_v else None,
+        i=np.concatenate(traces_i) if traces_i else None,
+        final_state=LIFState(v, i, z_state),
+    )

@@ -1,0 +1,273 @@
+"""CPU kernels: parallel ``numba.njit`` loops around the scalar maths of :mod:`.math`.
+
+One fused kernel per layer kind and direction. The time loop runs inside the kernel.
+Feed-forward kernels are parallel over chunks of (batch, block of ``BLOCK`` neurons),
+each chunk running all ``T`` steps with its state in registers/L1. Recurrent kernels
+run the time loop outside and, per step, compute the recurrent current (event-driven
+from the spikes of the previous step when they are sparse, a BLAS product otherwise)
+and then update all neurons in parallel.
+
+Kernels trust their inputs: :mod:`numbaspike.functional` checks shapes, dtypes,
+contiguity and finiteness once, and casts parameters to per-neuron arrays of the
+working dtype, so each kernel compiles once per dtype. Output arrays that a call does
+not need are passed with size 0 and a ``store_*`` flag of ``False``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from . import math as _m
+
+# Scalar device functions, compiled from the single source in kernels/math.py.
+surrogate_grad = njit(cache=True)(_m.surrogate_grad)
+surrogate_smooth = njit(cache=True)(_m.surrogate_smooth)
+membrane_step = njit(cache=True)(_m.membrane_step)
+reset_step = njit(cache=True)(_m.reset_step)
+lif_adjoint_step = njit(cache=True)(_m.lif_adjoint_step)
+li_adjoint_step = njit(cache=True)(_m.li_adjoint_step)
+
+#: Neurons per parallel work item of the feed-forward kernels.
+BLOCK = 256
+#: Above this fraction of neurons spiking in a step, the recurrent current uses BLAS.
+DENSE_RECURRENT_FRACTION = 0.25
+
+
+@njit(cache=True)
+def surrogate_grad_array(code, u, alpha, out):
+    for k in range(u.shape[0]):
+        out[k] = surrogate_grad(code, u[k], alpha)
+
+
+@njit(cache=True)
+def surrogate_smooth_array(code, u, alpha, out):
+    for k in range(u.shape[0]):
+        out[k] = surrogate_smooth(code, u[k], alpha)
+
+
+@njit(inline="always")
+def _spike(u, sg_code, alpha, smooth):
+    if smooth:
+        return surrogate_smooth(sg_code, u, alpha)
+    return 1.0 if u > 0.0 else 0.0
+
+
+@njit(inline="always")
+def _chunk(c, nblk, n):
+    b = c // nblk
+    n0 = (c % nblk) * BLOCK
+    return b, n0, min(n0 + BLOCK, n)
+
+
+@njit(parallel=True)
+def lif_feed_forward_forward(
+    x, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
+    v, i, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
+):  # fmt: skip
+    """Feed-forward LIF over all steps; updates the state ``v``, ``i`` (B, N) in place."""
+    n_steps, batch, n = x.shape
+    nblk = (n + BLOCK - 1) // BLOCK
+    for c in prange(batch * nblk):
+        b, n0, n1 = _chunk(c, nblk, n)
+        for t in range(n_steps):
+            for k in range(n0, n1):
+                h, i1, i_next = membrane_step(
+                    v[b, k], i[b, k], x[t, b, k], a_m[k], decay_s[k], v_leak[k]
+                )
+                z = _spike(h - v_th[k], sg_code, alpha, smooth)
+                v_new = reset_step(h, z, v_th[k], v_reset, reset_code, smooth)
+                v[b, k] = v_new
+                i[b, k] = i_next
+                if store_z:
+                    z_out[t, b, k] = z
+                if store_h:
+                    h_out[t, b, k] = h
+                if store_i1:
+                    i1_out[t, b, k] = i1
+                if store_trace:
+                    v_out[t, b, k] = v_new
+                    i_out[t, b, k] = i_next
+
+
+@njit
+def _count_nonzero(z):
+    count = 0
+    for b in range(z.shape[0]):
+        for k in range(z.shape[1]):
+            if z[b, k] != 0.0:
+                count += 1
+    return count
+
+
+@njit(parallel=True)
+def lif_recurrent_forward(
+    x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
+    v, i, z_state, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
+):  # fmt: skip
+    """Recurrent LIF: input current ``x_t + z_{t-1} @ w_rec_t``; ``w_rec_t`` is ``w_rec.T``.
+
+    ``z_state`` (B, N) holds the spikes of the step before the first and, on return,
+    those of the last step. ``v``, ``i`` are updated in place.
+    """
+    n_steps, batch, n = x.shape
+    nblk = (n + BLOCK - 1) // BLOCK
+    z_cur = z_state.copy()
+    z_next = np.empty_like(z_state)
+    rec = np.zeros((batch, n), dtype=x.dtype)
+    for t in range(n_steps):
+        dense = smooth or _count_nonzero(z_cur) > DENSE_RECURRENT_FRACTION * batch * n
+        if dense:
+            rec[:, :] = np.dot(z_cur, w_rec_t)
+        for c in prange(batch * nblk):
+            b, n0, n1 = _chunk(c, nblk, n)
+            if not dense:
+                for k in range(n0, n1):
+                    rec[b, k] = 0.0
+                for j in range(n):
+                    zj = z_cur[b, j]
+                    if zj != 0.0:
+                        for k in range(n0, n1):
+                            rec[b, k] += zj * w_rec_t[j, k]
+            for k in range(n0, n1):
+                h, i1, i_next = membrane_step(
+                    v[b, k], i[b, k], x[t, b, k] + rec[b, k], a_m[k], decay_s[k], v_leak[k]
+                )
+                z = _spike(h - v_th[k], sg_code, alpha, smooth)
+                v_new = reset_step(h, z, v_th[k], v_reset, reset_code, smooth)
+                v[b, k] = v_new
+                i[b, k] = i_next
+                z_next[b, k] = z
+                if store_z:
+                    z_out[t, b, k] = z
+                if store_h:
+                    h_out[t, b, k] = h
+                if store_i1:
+                    i1_out[t, b, k] = i1
+                if store_trace:
+                    v_out[t, b, k] = v_new
+                    i_out[t, b, k] = i_next
+        z_cur, z_next = z_next, z_cur
+    z_state[:, :] = z_cur
+
+
+@njit(inline="always")
+def _lif_adjoint_neuron(
+    t, b, k, grad_z_tbk, h, i1, v0, gv, gi, a_m, decay_s, v_leak, v_th, v_reset,
+    reset_code, sg_code, alpha, smooth, detach, param_grads, g_am, g_decay, g_vth, g_vleak,
+):  # fmt: skip
+    """Reverse step of one neuron; returns ``(gv_prev, gi1)`` and accumulates parameter grads."""
+    h_t = h[t, b, k]
+    u = h_t - v_th[k]
+    z = _spike(u, sg_code, alpha, smooth)
+    s = surrogate_grad(sg_code, u, alpha)
+    gv_prev, gi1, gh, g_th = lif_adjoint_step(
+        gv, gi, grad_z_tbk, h_t, z, s, v_th[k], v_reset, a_m[k], decay_s[k], reset_code, detach
+    )
+    if param_grads:
+        if t > 0:
+            h_p = h[t - 1, b, k]
+            z_p = _spike(h_p - v_th[k], sg_code, alpha, smooth)
+            v_prev = reset_step(h_p, z_p, v_th[k], v_reset, reset_code, smooth)
+        else:
+            v_prev = v0[b, k]
+        i1_t = i1[t, b, k]
+        g_am[b, k] += gh * ((v_leak[k] - v_prev) + i1_t)
+        g_decay[b, k] += gi * i1_t
+        g_vth[b, k] += g_th
+        g_vleak[b, k] += gh * a_m[k]
+    return gv_prev, gi1
+
+
+@njit(parallel=True)
+def lif_feed_forward_backward(
+    grad_z, h, i1, v0, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
+    detach, param_grads, gx, gv, gi, g_am, g_decay, g_vth, g_vleak,
+):  # fmt: skip
+    """BPTT through the feed-forward LIF. ``gv``, ``gi`` (B, N) enter as the adjoints of the
+    final state (normally 0) and leave as the gradients of the initial state."""
+    n_steps, batch, n = grad_z.shape
+    nblk = (n + BLOCK - 1) // BLOCK
+    for c in prange(batch * nblk):
+        b, n0, n1 = _chunk(c, nblk, n)
+        for t in range(n_steps - 1, -1, -1):
+            for k in range(n0, n1):
+                gv_prev, gi1 = _lif_adjoint_neuron(
+                    t, b, k, grad_z[t, b, k], h, i1, v0, gv[b, k], gi[b, k], a_m, decay_s,
+                    v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth, detach,
+                    param_grads, g_am, g_decay, g_vth, g_vleak,
+                )  # fmt: skip
+                gx[t, b, k] = gi1
+                gv[b, k] = gv_prev
+                gi[b, k] = gi1
+
+
+@njit(parallel=True)
+def lif_recurrent_backward(
+    grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha,
+    smooth, detach, param_grads, gx, gv, gi, gz_rec, g_am, g_decay, g_vth, g_vleak,
+):  # fmt: skip
+    """BPTT through the recurrent LIF. Per reverse step, the input gradient ``gx_t`` is sent
+    back to the previous spikes through ``gz_rec = gx_t @ w_rec``; on return ``gz_rec`` is
+    the gradient of the initial spikes."""
+    n_steps, batch, n = grad_z.shape
+    nblk = (n + BLOCK - 1) // BLOCK
+    for t in range(n_steps - 1, -1, -1):
+        for c in prange(batch * nblk):
+            b, n0, n1 = _chunk(c, nblk, n)
+            for k in range(n0, n1):
+                gv_prev, gi1 = _lif_adjoint_neuron(
+                    t, b, k, grad_z[t, b, k] + gz_rec[b, k], h, i1, v0, gv[b, k], gi[b, k],
+                    a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
+                    detach, param_grads, g_am, g_decay, g_vth, g_vleak,
+                )  # fmt: skip
+                gx[t, b, k] = gi1
+                gv[b, k] = gv_prev
+                gi[b, k] = gi1
+        gz_rec[:, :] = np.dot(gx[t], w_rec)
+
+
+@njit(parallel=True)
+def li_forward(x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i):
+    """Leaky integrator over all steps; output is the membrane ``v`` of every step."""
+    n_steps, batch, n = x.shape
+    nblk = (n + BLOCK - 1) // BLOCK
+    for c in prange(batch * nblk):
+        b, n0, n1 = _chunk(c, nblk, n)
+        for t in range(n_steps):
+            for k in range(n0, n1):
+                h, i1, i_next = membrane_step(
+                    v[b, k], i[b, k], x[t, b, k], a_m[k], decay_s[k], v_leak[k]
+                )
+                v[b, k] = h
+                i[b, k] = i_next
+                if store_v:
+                    v_out[t, b, k] = h
+                if store_i1:
+                    i1_out[t, b, k] = i1
+                if store_i:
+                    i_out[t, b, k] = i_next
+
+
+@njit(parallel=True)
+def li_backward(
+    grad_v, v_out, i1, v0, a_m, decay_s, v_leak, param_grads, gx, gv, gi, g_am, g_decay, g_vleak
+):
+    """BPTT through the leaky integrator; ``gv``, ``gi`` leave as initial-state gradients."""
+    n_steps, batch, n = grad_v.shape
+    nblk = (n + BLOCK - 1) // BLOCK
+    for c in prange(batch * nblk):
+        b, n0, n1 = _chunk(c, nblk, n)
+        for t in range(n_steps - 1, -1, -1):
+            for k in range(n0, n1):
+                g_v = gv[b, k] + grad_v[t, b, k]
+                gv_prev, gi1 = li_adjoint_step(g_v, gi[b, k], a_m[k], decay_s[k])
+                if param_grads:
+                    v_prev = v_out[t - 1, b, k] if t > 0 else v0[b, k]
+                    i1_t = i1[t, b, k]
+                    g_am[b, k] += g_v * ((v_leak[k] - v_prev) + i1_t)
+                    g_decay[b, k] += gi[b, k] * i1_t
+                    g_vleak[b, k] += g_v * a_m[k]
+                gx[t, b, k] = gi1
+                gv[b, k] = gv_prev
+                gi[b, k] = gi1

@@ -1,0 +1,210 @@
+"""Neuron parameters: :class:`LIFParameters` and :class:`LIParameters`.
+
+Names and defaults follow Norse (``norse.torch.functional.lif.LIFParameters``) so that a
+model can be moved between the two libraries. Every field is validated when the object
+is built; time constants are also checked against the step ``dt`` when a simulation
+starts (:func:`check_time_step`), because an explicit Euler step with
+``dt * tau_inv >= 1`` is unstable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Union
+
+import numpy as np
+
+from .surrogates import SURROGATE_CODES, surrogate_code
+
+ArrayOrScalar = Union[float, np.ndarray]
+
+RESET_CODES = {"zero": 0, "subtract": 1}
+
+#: Fields that may be given per neuron (shape ``(N,)``) and have gradients.
+LIF_NEURON_FIELDS = ("tau_mem_inv", "tau_syn_inv", "v_th", "v_leak")
+LI_NEURON_FIELDS = ("tau_mem_inv", "tau_syn_inv", "v_leak")
+
+
+def _as_param(name: str, value, positive: bool = False) -> ArrayOrScalar:
+    """Validate one neuron parameter; return a Python float or a read-only 1-D float64 array."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a number or a 1-D array, got bool")
+    if np.ndim(value) == 0:
+        try:
+            scalar = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number or a 1-D array, got {value!r}") from None
+        if not math.isfinite(scalar):
+            raise ValueError(f"{name} must be finite, got {scalar}")
+        if positive and scalar <= 0:
+            raise ValueError(f"{name} must be positive, got {scalar}")
+        return scalar
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or a 1-D array of numbers") from None
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(
+            f"{name} must be a scalar or a non-empty 1-D array of shape (N,), got shape {arr.shape}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite (found NaN or inf)")
+    if positive and np.any(arr <= 0):
+        raise ValueError(f"{name} must be positive everywhere, got min {arr.min()}")
+    arr.setflags(write=False)
+    return arr
+
+
+def _param_size(p, names) -> int | None:
+    """The common per-neuron size of the array-valued fields, or None if all are scalars."""
+    sizes = {getattr(p, n).shape[0] for n in names if isinstance(getattr(p, n), np.ndarray)}
+    if len(sizes) > 1:
+        shapes = {n: np.shape(getattr(p, n)) for n in names}
+        raise ValueError(f"per-neuron parameters must all have the same shape (N,), got {shapes}")
+    return sizes.pop() if sizes else None
+
+
+@dataclass(frozen=True, eq=False)
+class LIFParameters:
+    r"""Parameters of the current-based leaky integrate-and-fire neuron.
+
+    Each step (explicit Euler, :math:`a_m = dt\,\tau_{mem}^{-1}`, :math:`a_s = dt\,\tau_{syn}^{-1}`):
+
+    .. math::
+
+        i' &= i + x_t \\
+        h &= v + a_m\,(v_{leak} - v + i') \\
+        i &\leftarrow (1 - a_s)\, i' \\
+        z &= H(h - v_{th}) \\
+        v &\leftarrow (1 - z)\,h + z\,v_{reset} \quad\text{(reset="zero")}, \qquad
+        v \leftarrow h - z\,(v_{th} - v_{reset}) \quad\text{(reset="subtract")}
+
+    Parameters
+    ----------
+    tau_syn_inv, tau_mem_inv : float or ndarray of shape (N,)
+        Inverse synaptic and membrane time constants (1/s). Must be positive.
+    v_leak, v_th : float or ndarray of shape (N,)
+        Leak (resting) potential and firing threshold.
+    v_reset : float
+        Potential after a spike for ``reset="zero"``.
+    surrogate : str
+        Surrogate derivative used in the backward pass; one of
+        :data:`numbaspike.surrogates.SURROGATE_NAMES`.
+    alpha : float
+        Sharpness of the surrogate (positive).
+    reset : {"zero", "subtract"}
+        Reset to ``v_reset`` (Norse) or subtract ``v_th - v_reset`` (soft reset).
+    detach_reset : bool
+        Stop the gradient through ``z`` in the reset term (Norse's recurrent ``lif_step``).
+    smooth : bool
+        Use the surrogate's smooth function ``F`` (with ``F' = s``) instead of the step in
+        the forward pass. The model is then differentiable and its exact gradient is what
+        the backward pass computes, which finite differences can check.
+
+    References
+    ----------
+    Defaults follow Norse (Pehle & Pedersen 2021). SuperSpike: Zenke & Ganguli (2018),
+    Neural Computation 30:1514.
+    """
+
+    tau_syn_inv: ArrayOrScalar = 200.0
+    tau_mem_inv: ArrayOrScalar = 100.0
+    v_leak: ArrayOrScalar = 0.0
+    v_th: ArrayOrScalar = 1.0
+    v_reset: float = 0.0
+    surrogate: str = "superspike"
+    alpha: float = 100.0
+    reset: str = "zero"
+    detach_reset: bool = False
+    smooth: bool = False
+    size: int | None = field(init=False, repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        for name in LIF_NEURON_FIELDS:
+            positive = name.startswith("tau")
+            object.__setattr__(self, name, _as_param(name, getattr(self, name), positive))
+        v_reset = _as_param("v_reset", self.v_reset)
+        if isinstance(v_reset, np.ndarray):
+            raise ValueError("v_reset must be a scalar")
+        object.__setattr__(self, "v_reset", v_reset)
+        alpha = _as_param("alpha", self.alpha, positive=True)
+        if isinstance(alpha, np.ndarray):
+            raise ValueError("alpha must be a positive scalar")
+        object.__setattr__(self, "alpha", alpha)
+        surrogate_code(self.surrogate)  # raises ValueError naming `surrogate`
+        if self.reset not in RESET_CODES:
+            raise ValueError(f"reset must be one of {sorted(RESET_CODES)}, got {self.reset!r}")
+        for flag in ("detach_reset", "smooth"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
+        object.__setattr__(self, "size", _param_size(self, LIF_NEURON_FIELDS))
+
+    @property
+    def surrogate_code(self) -> int:
+        """Integer code of :attr:`surrogate` as used by the kernels."""
+        return SURROGATE_CODES[self.surrogate]
+
+    @property
+    def reset_code(self) -> int:
+        """Integer code of :attr:`reset` as used by the kernels (0 zero, 1 subtract)."""
+        return RESET_CODES[self.reset]
+
+    def replace(self, **changes) -> LIFParameters:
+        """A copy with some fields changed (validated again)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        values.update(changes)
+        return LIFParameters(**values)
+
+
+@dataclass(frozen=True, eq=False)
+class LIParameters:
+    r"""Parameters of the leaky integrator (non-spiking readout), Norse's ``li_feed_forward_step``.
+
+    .. math::
+
+        i' = i + x_t, \qquad v \leftarrow v + a_m\,(v_{leak} - v + i'), \qquad
+        i \leftarrow (1 - a_s)\, i'
+
+    Parameters
+    ----------
+    tau_syn_inv, tau_mem_inv : float or ndarray of shape (N,)
+        Inverse synaptic and membrane time constants (1/s). Must be positive.
+    v_leak : float or ndarray of shape (N,)
+        Leak (resting) potential.
+    """
+
+    tau_syn_inv: ArrayOrScalar = 200.0
+    tau_mem_inv: ArrayOrScalar = 100.0
+    v_leak: ArrayOrScalar = 0.0
+    size: int | None = field(init=False, repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        for name in LI_NEURON_FIELDS:
+            positive = name.startswith("tau")
+            object.__setattr__(self, name, _as_param(name, getattr(self, name), positive))
+        object.__setattr__(self, "size", _param_size(self, LI_NEURON_FIELDS))
+
+    def replace(self, **changes) -> LIParameters:
+        """A copy with some fields changed (validated again)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        values.update(changes)
+        return LIParameters(**values)
+
+
+def check_time_step(p: LIFParameters | LIParameters, dt: float) -> float:
+    """Check ``dt`` and that ``dt * tau_inv < 1`` for both time constants; return ``dt``."""
+    try:
+        dt = float(dt)
+    except (TypeError, ValueError):
+        raise ValueError(f"dt must be a positive number, got {dt!r}") from None
+    if not math.isfinite(dt) or dt <= 0:
+        raise ValueError(f"dt must be a positive finite number, got {dt}")
+    for name in ("tau_mem_inv", "tau_syn_inv"):
+        worst = float(np.max(getattr(p, name)))
+        if dt * worst >= 1.0:
+            raise ValueError(
+                f"{name}: dt * {name} must be < 1 for a stable Euler step, "
+                f"got dt={dt} and max {name}={worst} (product {dt * worst})"
+            )
+    return dt
