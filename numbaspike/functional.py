@@ -612,7 +612,9 @@ def lif_simulate(
     if coeffs is None:
         raise ValueError("x holds no time steps")
     if "spikes" in record:
-        events = [np.concatenate(part).astype(np.int64) for part in zip(*spike_events)]
+        events = [
+            np.concatenate(part).astype(np.int64) for part in zip(*spike_events, strict=True)
+        ]
     else:
         events = [None, None, None]
     return Simulation(

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Union
 
 import numpy as np
 
 from .surrogates import SURROGATE_CODES, surrogate_code
 
-ArrayOrScalar = Union[float, np.ndarray]
+ArrayOrScalar = float | np.ndarray
 
 RESET_CODES = {"zero": 0, "subtract": 1}
 
