@@ -1,0 +1,346 @@
+r"""Layers: ``Linear``, ``LIF``, ``LIFRecurrent`` and ``LI`` on time-major arrays (T, B, N).
+
+Every layer has the same small protocol:
+
+* ``forward(x) -> (y, tape)``: run over all time steps;
+* ``backward(grad_y, tape, need_input_grad=True) -> grad_x``: accumulate parameter
+  gradients into ``layer.gradients()`` and return :math:`\partial L/\partial x` (or ``None``);
+* ``parameters()`` / ``gradients()``: ordered name → array mappings (the arrays are
+  owned by the layer; optimisers update them in place);
+* ``config()``: a JSON-able description from which :func:`numbaspike.network.layer_from_config`
+  rebuilds the layer (parameters are saved separately).
+
+A projection over all steps is one matrix product ``(T·B, n_in) @ W.T``. When its input
+is sparse (spikes), the event-driven kernels of :mod:`numbaspike.kernels.projection`
+(sum the rows of ``W.T`` of the inputs that fired) are used instead, chosen per call by
+the measured density.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from . import functional as F
+from .kernels import projection
+from .params import LIF_NEURON_FIELDS, LI_NEURON_FIELDS, LIFParameters, LIParameters
+from .validation import as_float_array, check_positive_int
+
+__all__ = ["Layer", "Linear", "LIF", "LIFRecurrent", "LI"]
+
+#: Below this fraction of non-zero inputs a projection uses the event-driven kernels.
+SPARSE_INPUT_DENSITY = 0.08
+
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def _as_dtype(dtype) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def _rng(seed) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def _check_layer_input(name: str, x, n_in: int, dtype) -> np.ndarray:
+    x = as_float_array(name, x, ndim=3, dtype=dtype, shape_doc=f"(T, B, {n_in})")
+    if x.shape[2] != n_in:
+        raise ValueError(f"{name} must have shape (T, B, {n_in}), got {x.shape}")
+    return x
+
+
+class Layer:
+    """Base class: parameter bookkeeping shared by all layers."""
+
+    n_in: int
+    n_out: int
+    dtype: np.dtype
+
+    def __init__(self) -> None:
+        self._params: dict[str, np.ndarray] = {}
+        self._grads: dict[str, np.ndarray] = {}
+
+    def _add_param(self, name: str, value: np.ndarray) -> None:
+        self._params[name] = np.ascontiguousarray(value, dtype=self.dtype)
+        self._grads[name] = np.zeros_like(self._params[name])
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Trainable arrays, by name (updated in place by optimisers)."""
+        return dict(self._params)
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        """Accumulated gradients, same names and shapes as :meth:`parameters`."""
+        return dict(self._grads)
+
+    def zero_grad(self) -> None:
+        for g in self._grads.values():
+            g.fill(0)
+
+    def constrain(self) -> None:
+        """Project parameters back to their valid range after an optimiser step."""
+
+    def config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, grad_y, tape, need_input_grad: bool = True):
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.forward(x)[0]
+
+
+@dataclass(eq=False)
+class LinearTape:
+    x: np.ndarray  # (T·B, n_in) input as given (a reference)
+    sparse: bool
+    shape: tuple[int, int, int]
+
+
+class Linear(Layer):
+    r"""Dense projection :math:`y_t = x_t W^\top (+ b)` applied at every step.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+    bias : bool
+        Add a learned bias (default False, as is usual for SNN projections).
+    seed : int or numpy.random.Generator, optional
+        Initialisation: :math:`W, b \sim U(-1/\sqrt{n_{in}}, 1/\sqrt{n_{in}})`, PyTorch's
+        ``nn.Linear`` default.
+    scale : float
+        Multiplies the initial weights (SNNs often need a larger gain to spike at all).
+    dtype : float32 or float64
+    """
+
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        bias: bool = False,
+        seed=None,
+        scale: float = 1.0,
+        dtype=np.float32,
+    ) -> None:
+        super().__init__()
+        self.n_in = check_positive_int("n_in", n_in)
+        self.n_out = check_positive_int("n_out", n_out)
+        self.dtype = _as_dtype(dtype)
+        self.bias = bool(bias)
+        self.scale = float(scale)
+        rng = _rng(seed)
+        bound = 1.0 / math.sqrt(self.n_in)
+        self._add_param("weight", rng.uniform(-bound, bound, (self.n_out, self.n_in)) * scale)
+        if self.bias:
+            self._add_param("bias", rng.uniform(-bound, bound, self.n_out) * scale)
+
+    @property
+    def weight(self) -> np.ndarray:
+        return self._params["weight"]
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Linear", "n_in": self.n_in, "n_out": self.n_out, "bias": self.bias}
+
+    def forward(self, x) -> tuple[np.ndarray, LinearTape]:
+        """Project ``x`` (T, B, n_in) to (T, B, n_out)."""
+        x = _check_layer_input("x", x, self.n_in, self.dtype)
+        n_steps, batch, _ = x.shape
+        flat = x.reshape(-1, self.n_in)
+        sparse = np.count_nonzero(flat) < SPARSE_INPUT_DENSITY * flat.size
+        w = self._params["weight"]
+        if sparse:
+            y = np.empty((flat.shape[0], self.n_out), self.dtype)
+            projection.sparse_input_matmul(flat, np.ascontiguousarray(w.T), y)
+        else:
+            y = flat @ w.T
+        if self.bias:
+            y += self._params["bias"]
+        return y.reshape(n_steps, batch, self.n_out), LinearTape(flat, sparse, x.shape)
+
+    def backward(self, grad_y, tape: LinearTape, need_input_grad: bool = True):
+        r""":math:`\partial L/\partial W = g^\top x`, :math:`\partial L/\partial x = g W`."""
+        n_steps, batch, _ = tape.shape
+        g = as_float_array("grad_y", grad_y, ndim=3, dtype=self.dtype)
+        if g.shape != (n_steps, batch, self.n_out):
+            raise ValueError(f"grad_y must have shape {(n_steps, batch, self.n_out)}, got {g.shape}")
+        g = g.reshape(-1, self.n_out)
+        if tape.sparse:
+            grad_w_t = np.zeros((self.n_in, self.n_out), self.dtype)
+            projection.sparse_input_weight_grad(tape.x, g, grad_w_t)
+            self._grads["weight"] += grad_w_t.T
+        else:
+            self._grads["weight"] += g.T @ tape.x
+        if self.bias:
+            self._grads["bias"] += g.sum(axis=0)
+        if not need_input_grad:
+            return None
+        return (g @ self._params["weight"]).reshape(n_steps, batch, self.n_in)
+
+
+class _NeuronLayer(Layer):
+    """Shared handling of (optionally learned, per-neuron) neuron parameters."""
+
+    _param_class: type
+    _neuron_fields: tuple[str, ...]
+
+    def __init__(self, n: int, p, dt: float, learn, dtype) -> None:
+        super().__init__()
+        self.n_in = self.n_out = check_positive_int("n", n)
+        self.dtype = _as_dtype(dtype)
+        if p is None:
+            p = self._param_class()
+        if not isinstance(p, self._param_class):
+            raise TypeError(f"p must be {self._param_class.__name__}, got {type(p).__name__}")
+        if p.size is not None and p.size != self.n_out:
+            raise ValueError(f"per-neuron parameters have size {p.size}, layer has n={n}")
+        self.p = p
+        self.dt = float(dt)
+        learn = (learn,) if isinstance(learn, str) else tuple(learn)
+        for name in learn:
+            if name not in self._neuron_fields:
+                raise ValueError(f"learn: unknown parameter {name!r}, expected some of {self._neuron_fields}")
+        self.learn = learn
+        for name in learn:  # learned parameters live per neuron in the layer's dtype
+            self._add_param(name, np.broadcast_to(np.asarray(getattr(p, name)), (self.n_out,)))
+        self._check_dt()
+
+    def _check_dt(self) -> None:
+        from .params import check_time_step
+
+        check_time_step(self.current_parameters(), self.dt)
+
+    def current_parameters(self):
+        """The neuron parameters with the current values of the learned ones."""
+        if not self.learn:
+            return self.p
+        return self.p.replace(**{name: self._params[name] for name in self.learn})
+
+    def constrain(self) -> None:
+        """Keep learned time constants in ``(0, 0.95/dt]`` (a stable Euler step)."""
+        for name in self.learn:
+            if name.startswith("tau"):
+                np.clip(self._params[name], 1e-3, 0.95 / self.dt, out=self._params[name])
+
+    def _accumulate(self, grads) -> None:
+        for name in self.learn:
+            self._grads[name] += getattr(grads, name)
+
+    def _config(self, kind: str) -> dict[str, Any]:
+        p = {}
+        for f in fields(self.p):
+            if not f.init:
+                continue
+            value = getattr(self.p, f.name)
+            p[f.name] = value.tolist() if isinstance(value, np.ndarray) else value
+        return {"type": kind, "n": self.n_out, "dt": self.dt, "learn": list(self.learn), "p": p}
+
+
+class LIF(_NeuronLayer):
+    """Feed-forward LIF neurons (input: currents (T, B, n); output: spikes (T, B, n)).
+
+    Parameters
+    ----------
+    n : int
+    p : LIFParameters, optional
+    dt : float
+    learn : iterable of str
+        Neuron parameters to train per neuron: any of ``tau_mem_inv``, ``tau_syn_inv``,
+        ``v_th``, ``v_leak``.
+    dtype : float32 or float64
+    """
+
+    _param_class = LIFParameters
+    _neuron_fields = LIF_NEURON_FIELDS
+
+    def __init__(self, n: int, p: LIFParameters | None = None, dt: float = 1e-3, learn=(), dtype=np.float32):
+        super().__init__(n, p, dt, learn, dtype)
+
+    def config(self) -> dict[str, Any]:
+        return self._config("LIF")
+
+    def forward(self, x):
+        x = _check_layer_input("x", x, self.n_in, self.dtype)
+        return F.lif_forward(x, self.current_parameters(), self.dt, param_grads=bool(self.learn))
+
+    def backward(self, grad_y, tape, need_input_grad: bool = True):
+        grads = F.lif_backward(grad_y, tape)
+        self._accumulate(grads)
+        return grads.x if need_input_grad else None
+
+
+class LIFRecurrent(_NeuronLayer):
+    r"""Recurrent LIF neurons: the current jump is :math:`x_t + W_{rec} z_{t-1}` (Norse ``lif_step``).
+
+    ``w_rec`` (n, n) is owned and trained by the layer. Initialised like ``nn.Linear``
+    (:math:`U(-1/\sqrt n, 1/\sqrt n)`) times ``scale``; ``autapses=False`` keeps its diagonal 0.
+    """
+
+    _param_class = LIFParameters
+    _neuron_fields = LIF_NEURON_FIELDS
+
+    def __init__(
+        self,
+        n: int,
+        p: LIFParameters | None = None,
+        dt: float = 1e-3,
+        learn=(),
+        seed=None,
+        scale: float = 1.0,
+        autapses: bool = True,
+        dtype=np.float32,
+    ):
+        super().__init__(n, p, dt, learn, dtype)
+        self.autapses = bool(autapses)
+        bound = 1.0 / math.sqrt(n)
+        self._add_param("w_rec", _rng(seed).uniform(-bound, bound, (n, n)) * scale)
+        if not self.autapses:
+            np.fill_diagonal(self._params["w_rec"], 0)
+
+    def config(self) -> dict[str, Any]:
+        cfg = self._config("LIFRecurrent")
+        cfg["autapses"] = self.autapses
+        return cfg
+
+    def forward(self, x):
+        x = _check_layer_input("x", x, self.n_in, self.dtype)
+        return F.lif_forward(
+            x, self.current_parameters(), self.dt, w_rec=self._params["w_rec"], param_grads=bool(self.learn)
+        )
+
+    def backward(self, grad_y, tape, need_input_grad: bool = True):
+        grads = F.lif_backward(grad_y, tape)
+        self._accumulate(grads)
+        if not self.autapses:
+            np.fill_diagonal(grads.w_rec, 0)
+        self._grads["w_rec"] += grads.w_rec
+        return grads.x if need_input_grad else None
+
+
+class LI(_NeuronLayer):
+    """Leaky-integrator readout (input: currents (T, B, n); output: membrane (T, B, n))."""
+
+    _param_class = LIParameters
+    _neuron_fields = LI_NEURON_FIELDS
+
+    def __init__(self, n: int, p: LIParameters | None = None, dt: float = 1e-3, learn=(), dtype=np.float32):
+        super().__init__(n, p, dt, learn, dtype)
+
+    def config(self) -> dict[str, Any]:
+        return self._config("LI")
+
+    def forward(self, x):
+        x = _check_layer_input("x", x, self.n_in, self.dtype)
+        return F.li_forward(x, self.current_parameters(), self.dt, param_grads=bool(self.learn))
+
+    def backward(self, grad_y, tape, need_input_grad: bool = True):
+        grads = F.li_backward(grad_y, tape)
+        self._accumulate(grads)
+        return grads.x if need_input_grad else None
