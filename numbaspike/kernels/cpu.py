@@ -3,9 +3,9 @@
 One fused kernel per layer kind and direction. The time loop runs inside the kernel.
 Feed-forward kernels are parallel over chunks of (batch, block of ``BLOCK`` neurons),
 each chunk running all ``T`` steps with its state in registers/L1. Recurrent kernels
-run the time loop outside and, per step, compute the recurrent current (event-driven
-from the spikes of the previous step when they are sparse, a BLAS product otherwise)
-and then update all neurons in parallel.
+run the time loop outside and, per step, one parallel region in which each work item
+computes the recurrent current of its block (event-driven from the previous spikes)
+and then updates its neurons.
 
 Kernels trust their inputs: :mod:`numbaspike.functional` checks shapes, dtypes,
 contiguity and finiteness once, and casts parameters to per-neuron arrays of the
@@ -30,8 +30,6 @@ li_adjoint_step = njit(cache=True)(_m.li_adjoint_step)
 
 #: Neurons per parallel work item of the feed-forward kernels.
 BLOCK = 256
-#: Above this fraction of neurons spiking in a step, the recurrent current uses BLAS.
-DENSE_RECURRENT_FRACTION = 0.25
 
 
 @njit(cache=True)
@@ -90,16 +88,6 @@ def lif_feed_forward_forward(
                     i_out[t, b, k] = i_next
 
 
-@njit
-def _count_nonzero(z):
-    count = 0
-    for b in range(z.shape[0]):
-        for k in range(z.shape[1]):
-            if z[b, k] != 0.0:
-                count += 1
-    return count
-
-
 @njit(parallel=True)
 def lif_recurrent_forward(
     x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
@@ -108,7 +96,10 @@ def lif_recurrent_forward(
     """Recurrent LIF: input current ``x_t + z_{t-1} @ w_rec_t``; ``w_rec_t`` is ``w_rec.T``.
 
     ``z_state`` (B, N) holds the spikes of the step before the first and, on return,
-    those of the last step. ``v``, ``i`` are updated in place.
+    those of the last step. ``v``, ``i`` are updated in place. Each work item computes the
+    recurrent current of its own block of neurons event-driven (only the rows of
+    ``w_rec_t`` of neurons that spiked are added), so a step is one parallel region and
+    no BLAS call competes with the kernel's threads.
     """
     n_steps, batch, n = x.shape
     nblk = (n + BLOCK - 1) // BLOCK
@@ -116,19 +107,15 @@ def lif_recurrent_forward(
     z_next = np.empty_like(z_state)
     rec = np.zeros((batch, n), dtype=x.dtype)
     for t in range(n_steps):
-        dense = smooth or _count_nonzero(z_cur) > DENSE_RECURRENT_FRACTION * batch * n
-        if dense:
-            rec[:, :] = np.dot(z_cur, w_rec_t)
         for c in prange(batch * nblk):
             b, n0, n1 = _chunk(c, nblk, n)
-            if not dense:
-                for k in range(n0, n1):
-                    rec[b, k] = 0.0
-                for j in range(n):
-                    zj = z_cur[b, j]
-                    if zj != 0.0:
-                        for k in range(n0, n1):
-                            rec[b, k] += zj * w_rec_t[j, k]
+            for k in range(n0, n1):
+                rec[b, k] = 0.0
+            for j in range(n):
+                zj = z_cur[b, j]
+                if zj != 0.0:
+                    for k in range(n0, n1):
+                        rec[b, k] += zj * w_rec_t[j, k]
             for k in range(n0, n1):
                 h, i1, i_next = membrane_step(
                     v[b, k], i[b, k], x[t, b, k] + rec[b, k], a_m[k], decay_s[k], v_leak[k]
@@ -202,19 +189,34 @@ def lif_feed_forward_backward(
                 gi[b, k] = gi1
 
 
+@njit(inline="always")
+def _recurrent_grad_block(gx, t, b, n0, n1, w_rec, gz_rec):
+    """``gz_rec[b, n0:n1] = gx[t, b, :] @ w_rec[:, n0:n1]`` (zero when ``t`` is past the end)."""
+    for k in range(n0, n1):
+        gz_rec[b, k] = 0.0
+    if t < gx.shape[0]:
+        for m in range(w_rec.shape[0]):
+            g = gx[t, b, m]
+            if g != 0.0:
+                for k in range(n0, n1):
+                    gz_rec[b, k] += g * w_rec[m, k]
+
+
 @njit(parallel=True)
 def lif_recurrent_backward(
     grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha,
     smooth, detach, param_grads, gx, gv, gi, gz_rec, g_am, g_decay, g_vth, g_vleak,
 ):  # fmt: skip
-    """BPTT through the recurrent LIF. Per reverse step, the input gradient ``gx_t`` is sent
-    back to the previous spikes through ``gz_rec = gx_t @ w_rec``; on return ``gz_rec`` is
-    the gradient of the initial spikes."""
+    """BPTT through the recurrent LIF. The input gradient ``gx_{t+1}`` reaches the spikes of
+    step ``t`` through ``gz_rec = gx_{t+1} @ w_rec``, computed per block of neurons inside the
+    same parallel region as the adjoint step. On return ``gz_rec`` holds
+    ``gx_0 @ w_rec``, the gradient of the initial spikes."""
     n_steps, batch, n = grad_z.shape
     nblk = (n + BLOCK - 1) // BLOCK
     for t in range(n_steps - 1, -1, -1):
         for c in prange(batch * nblk):
             b, n0, n1 = _chunk(c, nblk, n)
+            _recurrent_grad_block(gx, t + 1, b, n0, n1, w_rec, gz_rec)
             for k in range(n0, n1):
                 gv_prev, gi1 = _lif_adjoint_neuron(
                     t, b, k, grad_z[t, b, k] + gz_rec[b, k], h, i1, v0, gv[b, k], gi[b, k],
@@ -224,7 +226,9 @@ def lif_recurrent_backward(
                 gx[t, b, k] = gi1
                 gv[b, k] = gv_prev
                 gi[b, k] = gi1
-        gz_rec[:, :] = np.dot(gx[t], w_rec)
+    for c in prange(batch * nblk):
+        b, n0, n1 = _chunk(c, nblk, n)
+        _recurrent_grad_block(gx, 0, b, n0, n1, w_rec, gz_rec)
 
 
 @njit(parallel=True)

@@ -1,0 +1,167 @@
+"""Layers and Sequential: shapes, the sparse projection path, gradients vs FD and PyTorch."""
+
+import numpy as np
+import pytest
+import torch
+
+import numbaspike as ns
+from numbaspike import layers as L
+from numbaspike.network import Sequential
+
+from reference_torch import li_forward_torch, lif_forward_torch
+
+
+def _spikes(rng, shape, rate):
+    return (rng.random(shape) < rate).astype(np.float64)
+
+
+@pytest.mark.parametrize("rate", [0.02, 0.5])
+@pytest.mark.parametrize("bias", [False, True])
+def test_linear_sparse_and_dense_paths_agree_with_numpy(rate, bias):
+    rng = np.random.default_rng(0)
+    lin = L.Linear(30, 17, bias=bias, seed=1, dtype=np.float64)
+    x = _spikes(rng, (11, 4, 30), rate) * rng.normal(size=(11, 4, 30))
+    y, tape = lin.forward(x)
+    assert tape.sparse == (rate < 0.08)
+    expected = x @ lin.weight.T + (lin.parameters()["bias"] if bias else 0)
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+    g = rng.normal(size=y.shape)
+    gx = lin.backward(g, tape)
+    np.testing.assert_allclose(gx, g @ lin.weight, rtol=1e-12, atol=1e-12)
+    gw = np.einsum("tbo,tbi->oi", g, x)
+    np.testing.assert_allclose(lin.gradients()["weight"], gw, rtol=1e-10, atol=1e-12)
+    if bias:
+        np.testing.assert_allclose(lin.gradients()["bias"], g.sum(axis=(0, 1)), rtol=1e-12)
+
+
+def test_linear_init_matches_torch_default_bounds():
+    lin = L.Linear(100, 50, bias=True, seed=0)
+    bound = 1 / np.sqrt(100)
+    assert np.abs(lin.weight).max() <= bound
+    assert np.abs(lin.weight).max() > 0.9 * bound
+    assert lin.weight.dtype == np.float32
+    again = L.Linear(100, 50, bias=True, seed=0)
+    np.testing.assert_array_equal(lin.weight, again.weight)
+
+
+def test_sequential_shape_mismatch_is_named():
+    with pytest.raises(ValueError, match=r"layer 0 \(Linear\) outputs 8 features but layer 1 \(LIF\) expects 9"):
+        Sequential(L.Linear(4, 8), L.LIF(9))
+    net = Sequential(L.Linear(4, 8), L.LIF(8))
+    with pytest.raises(ValueError, match=r"x must have shape \(T, B, 4\)"):
+        net.forward(np.zeros((3, 2, 5), np.float32))
+    with pytest.raises(ValueError, match="dtype"):
+        Sequential(L.Linear(4, 8, dtype=np.float64), L.LIF(8, dtype=np.float32))
+
+
+def test_learn_unknown_parameter_is_named():
+    with pytest.raises(ValueError, match="learn: unknown parameter 'v_reset'"):
+        L.LIF(4, learn=("v_reset",))
+
+
+def _torch_network_loss(net, x, gy):
+    """The same Linear -> LIFRecurrent -> Linear -> LI network in PyTorch autograd."""
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in net.parameters().items()}
+    lif, li = net[1], net[3]
+    cur = torch.tensor(x) @ t["0.weight"].T
+    p = lif.current_parameters()
+    th = {k: t.get(f"1.{k}", torch.tensor(np.asarray(getattr(p, k), np.float64))) for k in ns.params.LIF_NEURON_FIELDS}
+    z, _ = lif_forward_torch(
+        cur, th["tau_mem_inv"], th["tau_syn_inv"], th["v_leak"], th["v_th"], p.v_reset, lif.dt,
+        p.surrogate, p.alpha, p.reset, p.detach_reset, p.smooth, w_rec=t["1.w_rec"],
+    )  # fmt: skip
+    cur2 = z @ t["2.weight"].T
+    q = li.current_parameters()
+    v = li_forward_torch(cur2, torch.tensor(q.tau_mem_inv), torch.tensor(q.tau_syn_inv), torch.tensor(q.v_leak), li.dt)
+    v = v[0] if isinstance(v, tuple) else v
+    loss = (v * torch.tensor(gy)).sum()
+    loss.backward()
+    return {k: v.grad.numpy() for k, v in t.items()}
+
+
+@pytest.mark.parametrize("surrogate", ["superspike", "atan"])
+def test_network_gradients_match_torch(surrogate):
+    rng = np.random.default_rng(3)
+    p = ns.LIFParameters(surrogate=surrogate, alpha=5.0)
+    net = Sequential(
+        L.Linear(6, 9, seed=0, scale=6.0, dtype=np.float64),
+        L.LIFRecurrent(9, p, seed=1, learn=("v_th", "tau_mem_inv"), dtype=np.float64),
+        L.Linear(9, 3, seed=2, dtype=np.float64),
+        L.LI(3, dtype=np.float64),
+    )
+    x = _spikes(rng, (30, 2, 6), 0.3)
+    gy = rng.normal(size=(30, 2, 3))
+    y, tape = net.forward(x)
+    rate = tape.outputs[1].mean()
+    assert 0.01 < rate < 0.5
+    net.zero_grad()
+    net.backward(gy, tape)
+    expected = _torch_network_loss(net, x, gy)
+    for name, g in net.gradients().items():
+        np.testing.assert_allclose(g, expected[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_network_gradients_match_finite_differences_in_smooth_mode():
+    rng = np.random.default_rng(5)
+    p = ns.LIFParameters(smooth=True, alpha=2.0, surrogate="sigmoid")
+    net = Sequential(
+        L.Linear(5, 6, seed=0, scale=5.0, dtype=np.float64),
+        L.LIF(6, p, learn=("v_leak", "tau_syn_inv"), dtype=np.float64),
+        L.Linear(6, 3, seed=2, dtype=np.float64),
+        L.LI(3, learn=("tau_mem_inv",), dtype=np.float64),
+    )
+    x = _spikes(rng, (20, 2, 5), 0.3)
+    gy = rng.normal(size=(20, 2, 3))
+
+    def loss():
+        return float((net.forward(x)[0] * gy).sum())
+
+    y, tape = net.forward(x)
+    net.zero_grad()
+    net.backward(gy, tape)
+    grads = net.gradients()
+    for name, arr in net.parameters().items():
+        d = rng.normal(size=arr.shape)
+        eps = 1e-6 * max(1.0, float(np.abs(arr).max()))
+        old = arr.copy()
+        arr[...] = old + eps * d
+        lp = loss()
+        arr[...] = old - eps * d
+        lm = loss()
+        arr[...] = old
+        fd = (lp - lm) / (2 * eps)
+        an = float((grads[name] * d).sum())
+        assert abs(fd - an) <= 1e-6 * max(abs(an), 1e-8), (name, fd, an)
+
+
+def test_recurrent_without_autapses_keeps_zero_diagonal_gradient():
+    lif = L.LIFRecurrent(5, seed=0, scale=3.0, autapses=False, dtype=np.float64)
+    assert np.all(np.diag(lif.parameters()["w_rec"]) == 0)
+    x = np.random.default_rng(0).normal(2.0, 3.0, (15, 2, 5))
+    z, tape = lif.forward(x)
+    lif.backward(np.ones_like(z), tape)
+    assert np.all(np.diag(lif.gradients()["w_rec"]) == 0)
+
+
+def test_constrain_keeps_time_constants_stable():
+    lif = L.LIF(3, learn=("tau_mem_inv",), dt=1e-3)
+    lif.parameters()["tau_mem_inv"][:] = [-5.0, 100.0, 5000.0]
+    lif.constrain()
+    tau = lif.parameters()["tau_mem_inv"]
+    assert tau[0] > 0 and tau[1] == 100.0 and tau[2] * 1e-3 < 1
+    lif.forward(np.zeros((2, 1, 3), np.float32))  # valid again
+
+
+def test_config_round_trip():
+    net = Sequential(
+        L.Linear(4, 6, bias=True, seed=0),
+        L.LIFRecurrent(6, ns.LIFParameters(v_th=np.linspace(0.5, 1.5, 6), reset="subtract"), learn=("v_th",)),
+        L.Linear(6, 2, seed=1),
+        L.LI(2),
+    )
+    clone = Sequential.from_config(net.config())
+    clone.load_parameters(net.parameters())
+    x = (np.random.default_rng(0).random((10, 3, 4)) < 0.3).astype(np.float32)
+    np.testing.assert_array_equal(net(x), clone(x))
+    with pytest.raises(ValueError, match="missing"):
+        clone.load_parameters({})
