@@ -45,6 +45,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import backend as _backend
 from .kernels import cpu
 from .params import LIFParameters, LIParameters, check_time_step
 from .validation import as_float_array, broadcast_state, check_positive_int, neuron_array
@@ -142,6 +143,9 @@ class LIFTape:
         The returned spikes (a reference, needed for the recurrent weight gradient).
     final_state : LIFState
         State after the last step; pass it as ``state`` to continue a simulation.
+    backend : {"cpu", "cuda"}
+        Where the arrays live (NumPy arrays or CUDA device arrays); :func:`lif_backward`
+        runs there.
     """
 
     p: LIFParameters
@@ -155,6 +159,7 @@ class LIFTape:
     w_rec: np.ndarray | None
     state_given: bool
     final_state: LIFState
+    backend: str = "cpu"
 
     @property
     def nbytes(self) -> int:
@@ -191,6 +196,7 @@ def lif_forward(
     state: LIFState | tuple | None = None,
     *,
     param_grads: bool = True,
+    backend: str = "cpu",
 ) -> tuple[np.ndarray, LIFTape]:
     """Run a LIF layer over all time steps and record a tape for :func:`lif_backward`.
 
@@ -210,6 +216,11 @@ def lif_forward(
         ``v = v_leak``, ``i = 0``, ``z = 0``.
     param_grads : bool
         Keep what the gradients of the neuron parameters need (one more (T, B, N) array).
+    backend : {"cpu", "cuda", "auto"}
+        Where to run. With ``"cuda"``, array arguments may be NumPy arrays or CUDA device
+        arrays (anything with ``__cuda_array_interface__``), and the outputs and the tape
+        are numba device arrays (see :mod:`numbaspike.backend`). ``"auto"`` picks ``"cuda"``
+        when a GPU is available.
 
     Returns
     -------
@@ -217,6 +228,8 @@ def lif_forward(
         Spikes (0/1) in the dtype of ``x``, or ``F(h - v_th)`` when ``p.smooth``.
     tape : LIFTape
     """
+    if backend != "cpu" and _backend.resolve_backend(backend) == "cuda":
+        return _backend.lif_forward_cuda(x, p, dt, w_rec, state, param_grads)
     if not isinstance(p, LIFParameters):
         raise TypeError(f"p must be LIFParameters, got {type(p).__name__}")
     x = _check_input(x)
@@ -293,19 +306,39 @@ def _reduce_param_grad(given, per_neuron: np.ndarray, dtype):
     return total.astype(dtype)
 
 
+def _tape_backend(tape, backend: str | None) -> str:
+    """The backend of ``tape``; a ``backend`` argument must agree with it."""
+    if backend is not None and _backend.resolve_backend(backend) != tape.backend:
+        raise ValueError(
+            f"backend={backend!r} does not match the tape, which was recorded with "
+            f"backend={tape.backend!r}; the backward pass runs where the forward pass ran"
+        )
+    return tape.backend
+
+
 def lif_backward(
-    grad_z: np.ndarray, tape: LIFTape, grad_final_state: tuple | None = None
+    grad_z: np.ndarray,
+    tape: LIFTape,
+    grad_final_state: tuple | None = None,
+    *,
+    backend: str | None = None,
 ) -> LIFGradients:
     """Backpropagate ``grad_z = dL/dz`` (T, B, N) through the LIF layer recorded in ``tape``.
 
     ``grad_final_state`` optionally gives ``(dL/dv_T, dL/di_T)`` for a loss that also depends
     on the final state (truncated BPTT across chunks). See the module docstring for the
     equations. Returns a :class:`LIFGradients`.
+
+    The backward pass runs on the backend that recorded the tape (``tape.backend``); a
+    ``backend`` given here must resolve to the same one. With ``"cuda"``, the gradients
+    are device arrays, except those of scalar parameters (Python floats).
     """
     if not isinstance(tape, LIFTape):
         raise TypeError(
             f"tape must be the LIFTape returned by lif_forward, got {type(tape).__name__}"
         )
+    if _tape_backend(tape, backend) == "cuda":
+        return _backend.lif_backward_cuda(grad_z, tape, grad_final_state)
     h = tape.h
     n_steps, batch, n = h.shape
     dtype = h.dtype
@@ -349,7 +382,8 @@ def lif_backward(
 @dataclass(eq=False)
 class LITape:
     """What :func:`li_backward` needs: the output membrane (a reference), ``i'`` if parameter
-    gradients were requested, the initial membrane and the final state."""
+    gradients were requested, the initial membrane, the final state and the ``backend``
+    (``"cpu"`` or ``"cuda"``) that holds them."""
 
     p: LIParameters
     dt: float
@@ -359,6 +393,7 @@ class LITape:
     v0: np.ndarray
     state_given: bool
     final_state: LIState
+    backend: str = "cpu"
 
 
 @dataclass(eq=False)
@@ -380,6 +415,7 @@ def li_forward(
     state: LIState | tuple | None = None,
     *,
     param_grads: bool = True,
+    backend: str = "cpu",
 ) -> tuple[np.ndarray, LITape]:
     r"""Run a leaky-integrator readout over all steps.
 
@@ -398,6 +434,11 @@ def li_forward(
         Initial ``(v, i)``; default ``v = v_leak``, ``i = 0``.
     param_grads : bool
         Keep what the parameter gradients need.
+    backend : {"cpu", "cuda", "auto"}
+        Where to run. With ``"cuda"``, array arguments may be NumPy arrays or CUDA device
+        arrays (anything with ``__cuda_array_interface__``), and the outputs and the tape
+        are numba device arrays (see :mod:`numbaspike.backend`). ``"auto"`` picks ``"cuda"``
+        when a GPU is available.
 
     Returns
     -------
@@ -405,6 +446,8 @@ def li_forward(
         Membrane of every step (the readout).
     tape : LITape
     """
+    if backend != "cpu" and _backend.resolve_backend(backend) == "cuda":
+        return _backend.li_forward_cuda(x, p, dt, state, param_grads)
     if not isinstance(p, LIParameters):
         raise TypeError(f"p must be LIParameters, got {type(p).__name__}")
     x = _check_input(x)
@@ -425,13 +468,22 @@ def li_forward(
 
 
 def li_backward(
-    grad_v: np.ndarray, tape: LITape, grad_final_state: tuple | None = None
+    grad_v: np.ndarray,
+    tape: LITape,
+    grad_final_state: tuple | None = None,
+    *,
+    backend: str | None = None,
 ) -> LIGradients:
-    """Backpropagate ``grad_v = dL/dv`` (T, B, N) through the leaky integrator in ``tape``."""
+    """Backpropagate ``grad_v = dL/dv`` (T, B, N) through the leaky integrator in ``tape``.
+
+    Runs on ``tape.backend`` (a ``backend`` given here must agree), as :func:`lif_backward`.
+    """
     if not isinstance(tape, LITape):
         raise TypeError(
             f"tape must be the LITape returned by li_forward, got {type(tape).__name__}"
         )
+    if _tape_backend(tape, backend) == "cuda":
+        return _backend.li_backward_cuda(grad_v, tape, grad_final_state)
     v_out = tape.v
     n_steps, batch, n = v_out.shape
     dtype = v_out.dtype
@@ -536,6 +588,7 @@ def lif_simulate(
     steps: int | None = None,
     record: tuple[str, ...] = ("spikes",),
     chunk: int = 1024,
+    backend: str = "cpu",
 ) -> Simulation:
     """Forward-only LIF simulation without a tape: memory independent of the number of steps.
 
@@ -553,7 +606,13 @@ def lif_simulate(
         returned.
     chunk : int
         Steps per kernel call (the working memory is O(chunk·B·N)).
+    backend : {"cpu", "cuda", "auto"}
+        Where to run. With ``"cuda"``, ``x`` (or each chunk) may also be a device array;
+        spike counts, traces and the final state are then device arrays, while the spike
+        events are NumPy arrays (extracted on the host once per chunk).
     """
+    if backend != "cpu" and _backend.resolve_backend(backend) == "cuda":
+        return _backend.lif_simulate_cuda(x, p, dt, w_rec, state, steps, record, chunk)
     if not isinstance(p, LIFParameters):
         raise TypeError(f"p must be LIFParameters, got {type(p).__name__}")
     unknown = set(record) - set(_RECORDABLE)

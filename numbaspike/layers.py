@@ -26,7 +26,7 @@ import numpy as np
 
 from . import functional as F
 from .kernels import projection
-from .params import LIF_NEURON_FIELDS, LI_NEURON_FIELDS, LIFParameters, LIParameters
+from .params import LI_NEURON_FIELDS, LIF_NEURON_FIELDS, LIFParameters, LIParameters
 from .validation import as_float_array, check_positive_int
 
 __all__ = ["Layer", "Linear", "LIF", "LIFRecurrent", "LI"]

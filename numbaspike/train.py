@@ -43,10 +43,11 @@ class History:
         return cls(**{name: [float(v) for v in arrays.get(name, [])] for name in cls.__dataclass_fields__})
 
 
-def _iterate(data, batch_size, shuffle, seed):
+def _iterate(data, batch_size, shuffle, seed, dtype):
     from .data import iterate_batches
 
-    return iterate_batches(data, batch_size, shuffle=shuffle, seed=seed)
+    rng = np.random.default_rng(seed) if shuffle else None
+    return iterate_batches(data, batch_size, shuffle=shuffle, seed=rng, dtype=dtype)
 
 
 def train_step(
@@ -108,7 +109,7 @@ def evaluate(net: Sequential, data, loss, batch_size: int = 256) -> tuple[float,
         raise ValueError("data is empty")
     total_loss = 0.0
     correct = 0
-    for x, labels in _iterate(data, batch_size, False, None):
+    for x, labels in _iterate(data, batch_size, False, None, net.dtype):
         y, _ = net.forward(x)
         value, _ = loss(y, labels)
         total_loss += value * len(labels)
@@ -168,7 +169,7 @@ def fit(
         seen = correct = 0
         loss_sum = 0.0
         bar = tqdm(
-            _iterate(train, batch_size, True, [seed, epoch]),
+            _iterate(train, batch_size, True, [seed, epoch], net.dtype),
             total=n_batches,
             desc=f"epoch {epoch + 1}/{epochs}",
             disable=not progress,

@@ -3,12 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from reference_torch import li_forward_torch, lif_forward_torch
 
 import numbaspike as ns
 from numbaspike import layers as L
 from numbaspike.network import Sequential
-
-from reference_torch import li_forward_torch, lif_forward_torch
 
 
 def _spikes(rng, shape, rate):
