@@ -118,16 +118,23 @@ def plot(rows, out: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="toy-size run (seconds)")
-    parser.add_argument("--out", type=Path, default=Path("gradient_study.png"), help="PNG to write")
+    parser.add_argument(
+        "--out", type=Path, default=Path("gradient_study.png"), help="PNG to write"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--surrogates", nargs="+", default=["sigmoid", "atan", "boxcar"], choices=sorted(ALPHA_FOR_PEAK)
+        "--surrogates",
+        nargs="+",
+        default=["sigmoid", "atan", "boxcar"],
+        choices=sorted(ALPHA_FOR_PEAK),
     )
     args = parser.parse_args(argv)
     peaks = [1.0, 10.0] if args.quick else [0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 25.0]
     start = time.perf_counter()
     rows = sweep(args.surrogates, peaks, quick=args.quick, seed=args.seed)
-    print("cosine similarity: surrogate gradient of the spiking net vs FD gradient of the smooth net")
+    print(
+        "cosine similarity: surrogate gradient of the spiking net vs FD gradient of the smooth net"
+    )
     print(format_table(rows))
     plot(rows, args.out)
     print(f"saved {args.out} ({time.perf_counter() - start:.1f} s)")

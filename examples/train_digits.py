@@ -44,7 +44,9 @@ def main(argv=None) -> float:
     fit(net, train, loss, Adam(net.parameters(), lr=1e-2), epochs, batch_size=64, val=test,
         seed=args.seed, progress=not args.quick)  # fmt: skip
     _, accuracy = evaluate(net, test, loss)
-    print(f"digits test accuracy: {accuracy:.3f} (chance 0.100) in {time.perf_counter() - start:.1f} s")
+    print(
+        f"digits test accuracy: {accuracy:.3f} (chance 0.100) in {time.perf_counter() - start:.1f} s"
+    )
     return accuracy
 
 

@@ -56,7 +56,9 @@ class Checkpoint:
         cfg = dict(self.optimizer_config)
         cls = getattr(optim, cfg.pop("type"), None)
         if cls is None:
-            raise CheckpointError(f"unknown optimiser type in checkpoint: {self.optimizer_config['type']!r}")
+            raise CheckpointError(
+                f"unknown optimiser type in checkpoint: {self.optimizer_config['type']!r}"
+            )
         opt = cls(self.network.parameters(), **cfg)
         opt.load_state_dict(self.optimizer_state)
         return opt
@@ -124,9 +126,13 @@ def load_checkpoint(path) -> Checkpoint:
         with np.load(path, allow_pickle=False) as data:
             entries = {key: data[key] for key in data.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise CheckpointError(f"checkpoint {path} is corrupted or not an .npz file: {err}") from None
+        raise CheckpointError(
+            f"checkpoint {path} is corrupted or not an .npz file: {err}"
+        ) from None
     if entries.get("format", np.array("")).item() != FORMAT:
-        raise CheckpointError(f"{path} is not a numbaspike checkpoint (missing or wrong 'format' entry)")
+        raise CheckpointError(
+            f"{path} is not a numbaspike checkpoint (missing or wrong 'format' entry)"
+        )
     try:
         net = Sequential.from_config(json.loads(entries["network"].item()))
         params = {k[len("param/") :]: v for k, v in entries.items() if k.startswith("param/")}
@@ -140,7 +146,9 @@ def load_checkpoint(path) -> Checkpoint:
             epoch=int(entries["epoch"]),
             config=json.loads(entries["config"].item()),
             history=history,
-            optimizer_state={k[len("optim/") :]: v for k, v in entries.items() if k.startswith("optim/")},
+            optimizer_state={
+                k[len("optim/") :]: v for k, v in entries.items() if k.startswith("optim/")
+            },
             optimizer_config=opt_cfg,
         )
     except (KeyError, json.JSONDecodeError) as err:

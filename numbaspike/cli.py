@@ -27,14 +27,18 @@ def _add_train_parser(sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--task", choices=TASKS, default="randman", help="data set")
-    p.add_argument("--path", type=Path, help="HDF5 file for --task shd (Spiking Heidelberg Digits layout)")
+    p.add_argument(
+        "--path", type=Path, help="HDF5 file for --task shd (Spiking Heidelberg Digits layout)"
+    )
     p.add_argument("--hidden", type=int, default=128, help="recurrent LIF neurons")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default depends on the task)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
     p.add_argument("--surrogate", choices=sorted(SURROGATE_CODES), default="superspike")
     p.add_argument("--alpha", type=float, default=100.0, help="surrogate sharpness")
-    p.add_argument("--steps", type=int, default=None, help="time steps per sample (task default if omitted)")
+    p.add_argument(
+        "--steps", type=int, default=None, help="time steps per sample (task default if omitted)"
+    )
     p.add_argument("--input-scale", type=float, default=None, help="gain of the input weights")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -55,7 +59,9 @@ def _add_gradcheck_parser(sub) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--torch", action="store_true", help="also compare with a PyTorch autograd reference")
+    p.add_argument(
+        "--torch", action="store_true", help="also compare with a PyTorch autograd reference"
+    )
     p.add_argument("--tol", type=float, default=1e-6, help="max relative error to pass")
     p.add_argument("--seed", type=int, default=0)
 
@@ -136,7 +142,9 @@ def cmd_train(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.npz"
     loss = MaxOverTimeCrossEntropy()
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
+    config = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"
+    }
     start_epoch, history = 0, None
     if args.resume:
         ckpt = load_checkpoint(ckpt_path)
@@ -166,7 +174,9 @@ def cmd_train(args) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if not args.no_plots:
         _write_plots(net, test, history, out)
-    print(f"test accuracy: {test_acc:.3f} (chance {1.0 / train.n_classes:.3f}); total {elapsed:.1f} s")
+    print(
+        f"test accuracy: {test_acc:.3f} (chance {1.0 / train.n_classes:.3f}); total {elapsed:.1f} s"
+    )
     print(f"checkpoint, summary and plots written to {out}/")
     return 0
 
@@ -178,8 +188,12 @@ def _write_plots(net, test, history, out: Path) -> None:
     x, _ = next(iter(data.iterate_batches(test, batch_size=4, shuffle=False)))
     _, tape = net.forward(x)
     plot_raster(x, dt=net[1].dt, path=out / "input_raster.png", title="Input spikes")
-    plot_raster(tape.outputs[1], dt=net[1].dt, path=out / "hidden_raster.png", title="Hidden spikes")
-    plot_traces(tape.outputs[-1], dt=net[-1].dt, path=out / "readout_traces.png", title="Readout membrane")
+    plot_raster(
+        tape.outputs[1], dt=net[1].dt, path=out / "hidden_raster.png", title="Hidden spikes"
+    )
+    plot_traces(
+        tape.outputs[-1], dt=net[-1].dt, path=out / "readout_traces.png", title="Readout membrane"
+    )
     plot_training(history, path=out / "training.png")
     import matplotlib.pyplot as plt
 

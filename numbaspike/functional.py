@@ -140,7 +140,8 @@ class LIFTape:
     i1 : ndarray (T, B, N) or None
         Current after the jump, kept only when parameter gradients were requested.
     z : ndarray (T, B, N)
-        The returned spikes (a reference, needed for the recurrent weight gradient).
+        The returned spikes (a reference; the CPU backward pass recomputes the spikes from
+        ``h``, so changing the returned array cannot corrupt the gradients).
     final_state : LIFState
         State after the last step; pass it as ``state`` to continue a simulation.
     backend : {"cpu", "cuda"}
@@ -293,6 +294,8 @@ def _check_output_grad(name: str, grad, shape, dtype) -> np.ndarray:
 def _final_adjoints(grad_final_state, batch, n, dtype):
     if grad_final_state is None:
         return np.zeros((batch, n), dtype), np.zeros((batch, n), dtype)
+    if not isinstance(grad_final_state, tuple) or len(grad_final_state) < 2:
+        raise ValueError("grad_final_state must be a tuple (dL/dv, dL/di) of (B, N) arrays")
     gv = broadcast_state("grad_final_state.v", grad_final_state[0], batch, n, dtype)
     gi = broadcast_state("grad_final_state.i", grad_final_state[1], batch, n, dtype)
     return gv, gi
@@ -364,9 +367,11 @@ def lif_backward(
             grad_z, h, i1, tape.v0, tape.w_rec, *common, *codes, param_grads,
             gx, gv, gi, grad_z0, g_am, g_decay, g_vth, g_vleak,
         )  # fmt: skip
-        grad_w_rec = gx[0].T @ tape.z0
-        if n_steps > 1:
-            grad_w_rec += gx[1:].reshape(-1, n).T @ tape.z[:-1].reshape(-1, n)
+        grad_w_rec_t = np.zeros((n, n), dtype)
+        cpu.recurrent_weight_grad(
+            gx, h, c.v_th, tape.z0, p.surrogate_code, float(p.alpha), bool(p.smooth), grad_w_rec_t
+        )
+        grad_w_rec = np.ascontiguousarray(grad_w_rec_t.T)
     grads = LIFGradients(gx, grad_w_rec, gv, gi, grad_z0, None, None, None, None)
     if param_grads:
         if not tape.state_given:
@@ -442,8 +447,9 @@ def li_forward(
 
     Returns
     -------
-    v : ndarray (T, B, N)
-        Membrane of every step (the readout).
+    v : ndarray (T, B, N), read-only
+        Membrane of every step (the readout). The tape refers to it, so it is returned
+        read-only: copy it before changing it in place.
     tape : LITape
     """
     if backend != "cpu" and _backend.resolve_backend(backend) == "cuda":
@@ -464,6 +470,7 @@ def li_forward(
         x, coeffs.a_m, coeffs.decay_s, coeffs.v_leak, v, i, out, i1, none, True, param_grads, False
     )
     tape = LITape(p, dt, coeffs, out, i1 if param_grads else None, v0, given, LIState(v, i))
+    out.flags.writeable = False  # the tape refers to it: an in-place change would corrupt grads
     return out, tape
 
 
@@ -549,6 +556,9 @@ _RECORDABLE = ("spikes", "v", "i")
 
 def _input_chunks(x, steps, chunk):
     """Yield C-contiguous (t, B, N) chunks from an array, a constant current, or an iterable."""
+    if isinstance(x, (list, tuple)) and x and isinstance(x[0], np.ndarray) and x[0].ndim == 3:
+        yield from x  # a list of (t, B, N) chunks
+        return
     if isinstance(x, np.ndarray) or np.isscalar(x) or isinstance(x, (list, tuple)):
         arr = np.asarray(x)
         if arr.ndim == 3:
@@ -672,7 +682,8 @@ def lif_simulate(
         raise ValueError("x holds no time steps")
     if "spikes" in record:
         events = [
-            np.concatenate(part).astype(np.int64) for part in zip(*spike_events, strict=True)
+            np.concatenate(part).astype(np.int64, copy=False)
+            for part in zip(*spike_events, strict=True)
         ]
     else:
         events = [None, None, None]

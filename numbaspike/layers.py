@@ -170,7 +170,9 @@ class Linear(Layer):
         n_steps, batch, _ = tape.shape
         g = as_float_array("grad_y", grad_y, ndim=3, dtype=self.dtype)
         if g.shape != (n_steps, batch, self.n_out):
-            raise ValueError(f"grad_y must have shape {(n_steps, batch, self.n_out)}, got {g.shape}")
+            raise ValueError(
+                f"grad_y must have shape {(n_steps, batch, self.n_out)}, got {g.shape}"
+            )
         g = g.reshape(-1, self.n_out)
         if tape.sparse:
             grad_w_t = np.zeros((self.n_in, self.n_out), self.dtype)
@@ -206,7 +208,9 @@ class _NeuronLayer(Layer):
         learn = (learn,) if isinstance(learn, str) else tuple(learn)
         for name in learn:
             if name not in self._neuron_fields:
-                raise ValueError(f"learn: unknown parameter {name!r}, expected some of {self._neuron_fields}")
+                raise ValueError(
+                    f"learn: unknown parameter {name!r}, expected some of {self._neuron_fields}"
+                )
         self.learn = learn
         for name in learn:  # learned parameters live per neuron in the layer's dtype
             self._add_param(name, np.broadcast_to(np.asarray(getattr(p, name)), (self.n_out,)))
@@ -260,7 +264,9 @@ class LIF(_NeuronLayer):
     _param_class = LIFParameters
     _neuron_fields = LIF_NEURON_FIELDS
 
-    def __init__(self, n: int, p: LIFParameters | None = None, dt: float = 1e-3, learn=(), dtype=np.float32):
+    def __init__(
+        self, n: int, p: LIFParameters | None = None, dt: float = 1e-3, learn=(), dtype=np.float32
+    ):
         super().__init__(n, p, dt, learn, dtype)
 
     def config(self) -> dict[str, Any]:
@@ -312,7 +318,11 @@ class LIFRecurrent(_NeuronLayer):
     def forward(self, x):
         x = _check_layer_input("x", x, self.n_in, self.dtype)
         return F.lif_forward(
-            x, self.current_parameters(), self.dt, w_rec=self._params["w_rec"], param_grads=bool(self.learn)
+            x,
+            self.current_parameters(),
+            self.dt,
+            w_rec=self._params["w_rec"],
+            param_grads=bool(self.learn),
         )
 
     def backward(self, grad_y, tape, need_input_grad: bool = True):
@@ -330,7 +340,9 @@ class LI(_NeuronLayer):
     _param_class = LIParameters
     _neuron_fields = LI_NEURON_FIELDS
 
-    def __init__(self, n: int, p: LIParameters | None = None, dt: float = 1e-3, learn=(), dtype=np.float32):
+    def __init__(
+        self, n: int, p: LIParameters | None = None, dt: float = 1e-3, learn=(), dtype=np.float32
+    ):
         super().__init__(n, p, dt, learn, dtype)
 
     def config(self) -> dict[str, Any]:

@@ -37,7 +37,9 @@ class Sequential:
             raise ValueError("Sequential needs at least one layer")
         for k, layer in enumerate(layers):
             if not isinstance(layer, Layer):
-                raise TypeError(f"layer {k} must be a numbaspike layer, got {type(layer).__name__}")
+                raise TypeError(
+                    f"layer {k} must be a numbaspike layer, got {type(layer).__name__}"
+                )
         dtypes = {layer.dtype for layer in layers}
         if len(dtypes) > 1:
             raise ValueError(f"all layers must share one dtype, got {sorted(map(str, dtypes))}")
@@ -66,16 +68,26 @@ class Sequential:
         return self.layers[k]
 
     def __repr__(self) -> str:
-        inner = ",\n  ".join(f"{k}: {type(l).__name__}({l.n_in} -> {l.n_out})" for k, l in enumerate(self.layers))
+        inner = ",\n  ".join(
+            f"{k}: {type(l).__name__}({l.n_in} -> {l.n_out})" for k, l in enumerate(self.layers)
+        )
         return f"Sequential(\n  {inner}\n)"
 
     def parameters(self) -> dict[str, np.ndarray]:
         """All trainable arrays, ``"<layer index>.<name>"`` → array (owned, updated in place)."""
-        return {f"{k}.{name}": arr for k, l in enumerate(self.layers) for name, arr in l.parameters().items()}
+        return {
+            f"{k}.{name}": arr
+            for k, l in enumerate(self.layers)
+            for name, arr in l.parameters().items()
+        }
 
     def gradients(self) -> dict[str, np.ndarray]:
         """Accumulated gradients with the keys of :meth:`parameters`."""
-        return {f"{k}.{name}": arr for k, l in enumerate(self.layers) for name, arr in l.gradients().items()}
+        return {
+            f"{k}.{name}": arr
+            for k, l in enumerate(self.layers)
+            for name, arr in l.gradients().items()
+        }
 
     def zero_grad(self) -> None:
         for layer in self.layers:
@@ -140,11 +152,15 @@ class Sequential:
         missing = sorted(set(own) - set(params))
         extra = sorted(set(params) - set(own))
         if missing or extra:
-            raise ValueError(f"parameters do not match the network: missing {missing}, unexpected {extra}")
+            raise ValueError(
+                f"parameters do not match the network: missing {missing}, unexpected {extra}"
+            )
         for name, arr in own.items():
             value = np.asarray(params[name])
             if value.shape != arr.shape:
-                raise ValueError(f"parameter {name}: expected shape {arr.shape}, got {value.shape}")
+                raise ValueError(
+                    f"parameter {name}: expected shape {arr.shape}, got {value.shape}"
+                )
             arr[...] = value
 
 

@@ -132,7 +132,7 @@ class LIFParameters:
             raise ValueError("alpha must be a positive scalar")
         object.__setattr__(self, "alpha", alpha)
         surrogate_code(self.surrogate)  # raises ValueError naming `surrogate`
-        if self.reset not in RESET_CODES:
+        if not isinstance(self.reset, str) or self.reset not in RESET_CODES:
             raise ValueError(f"reset must be one of {sorted(RESET_CODES)}, got {self.reset!r}")
         for flag in ("detach_reset", "smooth"):
             if not isinstance(getattr(self, flag), (bool, np.bool_)):

@@ -21,7 +21,10 @@ def _pyplot():
         raise ImportError(
             "plotting needs matplotlib: install the 'plot' extra (pip install numbaspike[plot])"
         ) from None
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+    if matplotlib.get_backend().lower() not in (
+        "agg",
+        "module://matplotlib_inline.backend_inline",
+    ):
         try:
             matplotlib.use("Agg")
         except Exception:  # pragma: no cover - backend already fixed by the user
@@ -43,7 +46,9 @@ def _select(arr, name: str, batch: int) -> np.ndarray:
     a = np.asarray(arr)
     if a.ndim == 3:
         if not 0 <= batch < a.shape[1]:
-            raise ValueError(f"batch index {batch} out of range for {name} with batch size {a.shape[1]}")
+            raise ValueError(
+                f"batch index {batch} out of range for {name} with batch size {a.shape[1]}"
+            )
         a = a[:, batch, :]
     if a.ndim != 2:
         raise ValueError(f"{name} must have shape (T, N) or (T, B, N), got {np.shape(arr)}")
@@ -66,7 +71,13 @@ def plot_raster(spikes, dt: float = 1e-3, batch: int = 0, path=None, title: str 
 
 
 def plot_traces(
-    v, dt: float = 1e-3, batch: int = 0, neurons=None, v_th: float | None = None, path=None, title="Membrane"
+    v,
+    dt: float = 1e-3,
+    batch: int = 0,
+    neurons=None,
+    v_th: float | None = None,
+    path=None,
+    title="Membrane",
 ):
     """Membrane traces ``v`` (T, N) or (T, B, N) of a few ``neurons`` (default: first 5)."""
     plt = _pyplot()

@@ -31,6 +31,8 @@ from those points.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 SURROGATE_NAMES = ("superspike", "sigmoid", "atan", "tanh", "erfc", "triangle", "boxcar")
@@ -63,17 +65,23 @@ def _apply(kernel_name: str, name: str, u, alpha: float) -> np.ndarray:
     from .kernels import cpu
 
     code = surrogate_code(name)
-    arr = np.ascontiguousarray(u, dtype=np.float64)
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha must be a positive number, got {alpha!r}") from None
+    if not math.isfinite(alpha) or alpha <= 0:
+        raise ValueError(f"alpha must be a positive finite number, got {alpha}")
+    arr = np.array(u, dtype=np.float64, order="C")  # a fresh C-contiguous copy, 0-d for a scalar
     out = np.empty_like(arr)
-    getattr(cpu, kernel_name)(code, arr.reshape(-1), float(alpha), out.reshape(-1))
-    return out
+    getattr(cpu, kernel_name)(code, arr.reshape(-1), alpha, out.reshape(-1))
+    return out[()] if out.ndim == 0 else out
 
 
 def surrogate_derivative(name: str, u, alpha: float = 100.0) -> np.ndarray:
-    """Evaluate :math:`s(u)` elementwise (float64), e.g. for plotting."""
+    """Evaluate :math:`s(u)` elementwise (float64; a float for scalar ``u``), e.g. for plotting."""
     return _apply("surrogate_grad_array", name, u, alpha)
 
 
 def surrogate_forward(name: str, u, alpha: float = 100.0) -> np.ndarray:
-    """Evaluate the smooth forward :math:`F(u)` elementwise (float64)."""
+    """Evaluate the smooth forward :math:`F(u)` elementwise (float64; a float for scalar ``u``)."""
     return _apply("surrogate_smooth_array", name, u, alpha)

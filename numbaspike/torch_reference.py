@@ -206,7 +206,9 @@ def li_forward(
     return torch.stack(out), (v, i)
 
 
-def network_forward(net, x: torch.Tensor, params: dict, smooth: bool | None = None) -> torch.Tensor:
+def network_forward(
+    net, x: torch.Tensor, params: dict, smooth: bool | None = None
+) -> torch.Tensor:
     """Run a :class:`numbaspike.network.Sequential` in PyTorch.
 
     Parameters
@@ -228,7 +230,11 @@ def network_forward(net, x: torch.Tensor, params: dict, smooth: bool | None = No
     from .layers import LI, LIF, LIFRecurrent, Linear
 
     for k, layer in enumerate(net.layers):
-        mine = {name.split(".", 1)[1]: v for name, v in params.items() if name.split(".", 1)[0] == str(k)}
+        mine = {
+            name.split(".", 1)[1]: v
+            for name, v in params.items()
+            if name.split(".", 1)[0] == str(k)
+        }
         if isinstance(layer, Linear):
             x = x @ mine["weight"].T
             if "bias" in mine:

@@ -36,11 +36,15 @@ class History:
     step_loss: list[float] = field(default_factory=list)
 
     def as_arrays(self) -> dict[str, np.ndarray]:
-        return {name: np.asarray(getattr(self, name), np.float64) for name in self.__dataclass_fields__}
+        return {
+            name: np.asarray(getattr(self, name), np.float64) for name in self.__dataclass_fields__
+        }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> History:
-        return cls(**{name: [float(v) for v in arrays.get(name, [])] for name in cls.__dataclass_fields__})
+        return cls(
+            **{name: [float(v) for v in arrays.get(name, [])] for name in cls.__dataclass_fields__}
+        )
 
 
 def _iterate(data, batch_size, shuffle, seed, dtype):
@@ -92,7 +96,9 @@ def train_step(
     grads = net.gradients()
     for name, g in grads.items():
         if not np.all(np.isfinite(g)):
-            raise TrainingDivergedError(f"gradient of {name} is not finite; lower the learning rate")
+            raise TrainingDivergedError(
+                f"gradient of {name} is not finite; lower the learning rate"
+            )
     if clip_norm is not None:
         from .optim import clip_grad_norm
 
@@ -198,7 +204,12 @@ def fit(
             from .checkpoint import save_checkpoint
 
             save_checkpoint(
-                checkpoint_path, net, optimizer, history=history, epoch=epoch + 1, config=checkpoint_config
+                checkpoint_path,
+                net,
+                optimizer,
+                history=history,
+                epoch=epoch + 1,
+                config=checkpoint_config,
             )
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)

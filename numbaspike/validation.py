@@ -91,7 +91,8 @@ def neuron_array(name: str, value, n: int, dtype) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64)
     if arr.ndim == 1 and arr.shape[0] != n:
         raise ValueError(f"{name} has shape {arr.shape} but the layer has N={n} neurons")
-    return np.ascontiguousarray(np.broadcast_to(arr, (n,)), dtype=dtype)
+    # a fresh, writeable array: Numba types read-only arrays differently (a second compile)
+    return np.array(np.broadcast_to(arr, (n,)), dtype=dtype, order="C")
 
 
 def check_positive_int(name: str, value) -> int:

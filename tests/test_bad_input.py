@@ -302,11 +302,6 @@ def test_grad_final_state_wrong_shape(x, shape):
         ns.lif_backward(gz, tape, grad_final_state=(0.0, np.ones(shape)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="numbaspike bug: a 1-tuple grad_final_state raises a bare IndexError "
-    "('tuple index out of range') that does not name the argument",
-)
 def test_grad_final_state_wrong_length(x):
     _, tape = ns.lif_forward(x, P, DT)
     with raises_naming("grad_final_state"):
@@ -384,11 +379,6 @@ def test_unknown_reset(value):
         ns.LIFParameters(reset=value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="numbaspike bug: an unhashable reset (e.g. a list) raises "
-    "TypeError('unhashable type: list') that does not name `reset`",
-)
 def test_unhashable_reset():
     with raises_naming("reset"):
         ns.LIFParameters(reset=["zero"])

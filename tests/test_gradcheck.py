@@ -266,7 +266,7 @@ def test_surrogate_gradient_is_exact_where_the_step_is_locally_constant():
     """boxcar: F is exactly the step outside |u| < alpha, and s = 0 there. With no membrane
     within alpha of threshold the smooth model *is* the spiking network near this point, so
     the surrogate gradient must equal its finite-difference gradient (cosine 1)."""
-    alpha = 1e-3
+    alpha = 1e-4
     net = _lif_net(LIFParameters(surrogate="boxcar", alpha=alpha))
     x, target = _membrane_problem()
     _, tape = gc.smooth_copy(net, smooth=False).forward(x.astype(np.float64))

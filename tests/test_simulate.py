@@ -105,11 +105,6 @@ def test_iterable_of_chunks_matches_forward(recurrent):
     assert_same_run(sim, z, tape)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="numbaspike bug: a list/tuple of (t, B, N) chunks is passed to np.asarray "
-    "(4-D, or 'inhomogeneous shape' error) instead of being iterated as documented",
-)
 def test_list_of_chunks_matches_forward():
     x, _, state = make_input()
     p = params()
@@ -235,3 +230,17 @@ def test_long_run_is_finite_and_memory_is_independent_of_steps():
     assert peak_long <= 1.5 * peak_short, (peak_short, peak_long)
     assert peak_long <= 16 * chunk_bytes, (peak_long, chunk_bytes)
     assert peak_long < 100_000 * LONG_B * LONG_N  # far below one byte per neuron-step
+
+
+def test_outputs_cannot_corrupt_gradients():
+    """Changing a returned output in place must not change the gradients."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(1.0, 3.0, (20, 2, 5))
+    w = rng.normal(0, 0.5, (5, 5))
+    z, tape = ns.lif_forward(x, ns.LIFParameters(), w_rec=w)
+    g_ref = ns.lif_backward(np.ones_like(z), tape).w_rec.copy()
+    z[:] = 0  # the CPU backward recomputes the spikes from the tape
+    np.testing.assert_array_equal(ns.lif_backward(np.ones_like(z), tape).w_rec, g_ref)
+    v, _ = ns.li_forward(x)
+    with pytest.raises(ValueError, match="read-only"):
+        v -= 1  # the readout is returned read-only because its tape refers to it

@@ -162,10 +162,6 @@ def test_output_shape_and_dtype():
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="numbaspike bug: np.ascontiguousarray turns a 0-d input into shape (1,)",
-)
 def test_scalar_input_gives_scalar_output():
     for fn in (ns.surrogate_forward, ns.surrogate_derivative):
         assert np.shape(fn("tanh", 0.25, 2.0)) == ()
@@ -196,3 +192,11 @@ def test_derivative_property(name, alpha, w):
     s = ns.surrogate_derivative(name, u, alpha)
     peak = float(ns.surrogate_derivative(name, np.zeros(1), alpha)[0])
     assert abs(fd[0] - s[0]) <= 1e-6 * peak
+
+
+@pytest.mark.parametrize("alpha", [0.0, -1.0, float("nan"), "sharp"])
+def test_surrogate_functions_reject_bad_alpha(alpha):
+    with pytest.raises(ValueError, match="alpha"):
+        ns.surrogate_forward("tanh", 0.1, alpha)
+    with pytest.raises(ValueError, match="alpha"):
+        ns.surrogate_derivative("tanh", 0.1, alpha)

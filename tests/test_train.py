@@ -16,7 +16,9 @@ from numbaspike.train import TrainingDivergedError, evaluate, fit, train_step
 
 
 def _randman(per_class=12, steps=25, seed=0, n_units=20):
-    ds = data.make_randman(n_classes=4, n_units=n_units, steps=steps, n_samples_per_class=per_class, seed=seed)
+    ds = data.make_randman(
+        n_classes=4, n_units=n_units, steps=steps, n_samples_per_class=per_class, seed=seed
+    )
     return data.train_test_split(ds, test_fraction=0.25, seed=seed)
 
 
@@ -24,7 +26,9 @@ def _net(n_in, n_out, dtype=np.float64, seed=0, hidden=16, surrogate="superspike
     rng = np.random.default_rng(seed)
     return Sequential(
         Linear(n_in, hidden, seed=rng, scale=10.0, dtype=dtype),
-        LIFRecurrent(hidden, ns.LIFParameters(surrogate=surrogate, alpha=alpha), seed=rng, dtype=dtype),
+        LIFRecurrent(
+            hidden, ns.LIFParameters(surrogate=surrogate, alpha=alpha), seed=rng, dtype=dtype
+        ),
         Linear(hidden, n_out, seed=rng, dtype=dtype),
         LI(n_out, dtype=dtype),
     )
@@ -35,7 +39,9 @@ class _TorchNet:
 
     def __init__(self, net):
         self.net = net
-        self.params = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in net.parameters().items()}
+        self.params = {
+            k: torch.tensor(v.copy(), requires_grad=True) for k, v in net.parameters().items()
+        }
 
     def forward(self, x):
         lif, li = self.net[1], self.net[3]
@@ -62,7 +68,9 @@ def test_loss_curve_matches_pytorch_for_the_first_epoch():
     history = fit(net, train, MaxOverTimeCrossEntropy(), Adam(net.parameters(), lr=5e-3), 1,
                   batch_size=8, seed=3, progress=False)  # fmt: skip
     torch_losses = []
-    for x, labels in data.iterate_batches(train, 8, shuffle=True, seed=np.random.default_rng([3, 0]), dtype=np.float64):
+    for x, labels in data.iterate_batches(
+        train, 8, shuffle=True, seed=np.random.default_rng([3, 0]), dtype=np.float64
+    ):
         topt.zero_grad()
         v = tnet.forward(x)
         loss = torch.nn.functional.cross_entropy(v.max(dim=0).values, torch.tensor(labels))
@@ -72,7 +80,9 @@ def test_loss_curve_matches_pytorch_for_the_first_epoch():
     assert len(torch_losses) == len(history.step_loss) == 6
     np.testing.assert_allclose(history.step_loss, torch_losses, rtol=1e-6)
     for name, value in net.parameters().items():
-        np.testing.assert_allclose(value, tnet.params[name].detach().numpy(), rtol=1e-6, atol=1e-9, err_msg=name)
+        np.testing.assert_allclose(
+            value, tnet.params[name].detach().numpy(), rtol=1e-6, atol=1e-9, err_msg=name
+        )
 
 
 def test_fit_learns_randman_well_above_chance():
@@ -173,5 +183,7 @@ def test_bad_training_input_is_named():
         train_step(net, x, labels + 10, loss, Adam(net.parameters()))
     with pytest.raises(ValueError, match=r"x must have shape \(T, B, 20\)"):
         train_step(net, x[:, :, :5], labels, loss, Adam(net.parameters()))
-    with pytest.raises(ValueError, match="empty"):
-        fit(net, train.subset(np.arange(0)), loss, Adam(net.parameters()), 1, progress=False)
+    with pytest.raises(ValueError, match="no sample"):
+        train.subset(np.arange(0))  # a dataset cannot be empty
+    with pytest.raises(ValueError, match="train is empty"):
+        fit(net, [], loss, Adam(net.parameters()), 1, progress=False)

@@ -7,6 +7,12 @@ run the time loop outside and, per step, one parallel region in which each work 
 computes the recurrent current of its block (event-driven from the previous spikes)
 and then updates its neurons.
 
+Each kernel is compiled twice from one Python function: with ``parallel=True`` and
+as a serial, on-disk cached (``cache=True``) version in which ``prange`` is a plain
+``range``. The public names are small dispatchers that run the serial version for
+problems too small to repay opening a parallel region (:data:`SERIAL_WORK`); both give
+bit-identical results, since no kernel reduces across threads.
+
 Kernels trust their inputs: :mod:`numbaspike.functional` checks shapes, dtypes,
 contiguity and finiteness once, and casts parameters to per-neuron arrays of the
 working dtype, so each kernel compiles once per dtype. Output arrays that a call does
@@ -30,6 +36,10 @@ li_adjoint_step = njit(cache=True)(_m.li_adjoint_step)
 
 #: Neurons per parallel work item of the feed-forward kernels.
 BLOCK = 256
+#: Below this much work per parallel region (neuron-steps, or neuron-inputs for a recurrent
+#: step), a kernel runs single-threaded: a parallel region costs tens of microseconds to
+#: open, far more than tiny problems take, and much more when the machine is busy.
+SERIAL_WORK = 1 << 16
 
 
 @njit(cache=True)
@@ -58,8 +68,7 @@ def _chunk(c, nblk, n):
     return b, n0, min(n0 + BLOCK, n)
 
 
-@njit(parallel=True)
-def lif_feed_forward_forward(
+def _lif_feed_forward_forward(
     x, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
     v, i, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
 ):  # fmt: skip
@@ -88,8 +97,7 @@ def lif_feed_forward_forward(
                     i_out[t, b, k] = i_next
 
 
-@njit(parallel=True)
-def lif_recurrent_forward(
+def _lif_recurrent_forward(
     x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
     v, i, z_state, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
 ):  # fmt: skip
@@ -155,7 +163,8 @@ def _lif_adjoint_neuron(
         if t > 0:
             h_p = h[t - 1, b, k]
             z_p = _spike(h_p - v_th[k], sg_code, alpha, smooth)
-            v_prev = reset_step(h_p, z_p, v_th[k], v_reset, reset_code, smooth)
+            # rounded to the working dtype, as the forward pass stored it
+            v_prev = h.dtype.type(reset_step(h_p, z_p, v_th[k], v_reset, reset_code, smooth))
         else:
             v_prev = v0[b, k]
         i1_t = i1[t, b, k]
@@ -166,8 +175,7 @@ def _lif_adjoint_neuron(
     return gv_prev, gi1
 
 
-@njit(parallel=True)
-def lif_feed_forward_backward(
+def _lif_feed_forward_backward(
     grad_z, h, i1, v0, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
     detach, param_grads, gx, gv, gi, g_am, g_decay, g_vth, g_vleak,
 ):  # fmt: skip
@@ -202,8 +210,7 @@ def _recurrent_grad_block(gx, t, b, n0, n1, w_rec, gz_rec):
                     gz_rec[b, k] += g * w_rec[m, k]
 
 
-@njit(parallel=True)
-def lif_recurrent_backward(
+def _lif_recurrent_backward(
     grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha,
     smooth, detach, param_grads, gx, gv, gi, gz_rec, g_am, g_decay, g_vth, g_vleak,
 ):  # fmt: skip
@@ -231,8 +238,7 @@ def lif_recurrent_backward(
         _recurrent_grad_block(gx, 0, b, n0, n1, w_rec, gz_rec)
 
 
-@njit(parallel=True)
-def li_forward(x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i):
+def _li_forward(x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i):
     """Leaky integrator over all steps; output is the membrane ``v`` of every step."""
     n_steps, batch, n = x.shape
     nblk = (n + BLOCK - 1) // BLOCK
@@ -253,8 +259,7 @@ def li_forward(x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, sto
                     i_out[t, b, k] = i_next
 
 
-@njit(parallel=True)
-def li_backward(
+def _li_backward(
     grad_v, v_out, i1, v0, a_m, decay_s, v_leak, param_grads, gx, gv, gi, g_am, g_decay, g_vleak
 ):
     """BPTT through the leaky integrator; ``gv``, ``gi`` leave as initial-state gradients."""
@@ -275,3 +280,62 @@ def li_backward(
                 gx[t, b, k] = gi1
                 gv[b, k] = gv_prev
                 gi[b, k] = gi1
+
+
+def _feed_forward_work(args) -> int:
+    return args[0].size  # x or grad_z: (T, B, N), one parallel region over all steps
+
+
+def _recurrent_work(args) -> int:
+    _, batch, n = args[0].shape  # one parallel region per step: B*N neurons, B*N*N inputs
+    return batch * n * (1 + n // 8)
+
+
+def _pair(fn, work):
+    """A dispatcher over the parallel and the cached serial compilation of ``fn``."""
+    parallel = njit(parallel=True)(fn)
+    serial = njit(cache=True)(fn)
+
+    def kernel(*args):
+        return (parallel if work(args) >= SERIAL_WORK else serial)(*args)
+
+    kernel.__name__ = fn.__name__.lstrip("_")
+    kernel.__doc__ = fn.__doc__
+    kernel.parallel = parallel
+    kernel.serial = serial
+    return kernel
+
+
+lif_feed_forward_forward = _pair(_lif_feed_forward_forward, _feed_forward_work)
+lif_recurrent_forward = _pair(_lif_recurrent_forward, _recurrent_work)
+lif_feed_forward_backward = _pair(_lif_feed_forward_backward, _feed_forward_work)
+lif_recurrent_backward = _pair(_lif_recurrent_backward, _recurrent_work)
+li_forward = _pair(_li_forward, _feed_forward_work)
+li_backward = _pair(_li_backward, _feed_forward_work)
+
+
+def _recurrent_weight_grad(gx, h, v_th, z0, sg_code, alpha, smooth, grad_w_t):
+    """``grad_w_t[j, :] += sum_{t,b} z_{t-1}[b, j] * gx[t, b, :]`` with the spikes recomputed
+    from the tape (``z_{-1} = z0``); event-driven: only neurons that fired contribute.
+
+    Work items own blocks of presynaptic neurons ``j``, so no two threads write the same row
+    and the result does not depend on the thread count.
+    """
+    n_steps, batch, n = gx.shape
+    n_blocks = (n + 15) // 16
+    for blk in prange(n_blocks):
+        j0 = blk * 16
+        j1 = min(j0 + 16, n)
+        for t in range(n_steps):
+            for b in range(batch):
+                for j in range(j0, j1):
+                    if t == 0:
+                        z = z0[b, j]
+                    else:
+                        z = _spike(h[t - 1, b, j] - v_th[j], sg_code, alpha, smooth)
+                    if z != 0.0:
+                        for k in range(n):
+                            grad_w_t[j, k] += z * gx[t, b, k]
+
+
+recurrent_weight_grad = _pair(_recurrent_weight_grad, _feed_forward_work)
