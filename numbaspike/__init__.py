@@ -16,6 +16,7 @@ from .functional import (
 )
 from .params import LIFParameters, LIParameters
 from .surrogates import SURROGATE_NAMES, surrogate_derivative, surrogate_forward
+from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
@@ -30,11 +31,13 @@ __all__ = [
     "LITape",
     "SURROGATE_NAMES",
     "Simulation",
+    "get_num_threads",
     "li_backward",
     "li_forward",
     "lif_backward",
     "lif_forward",
     "lif_simulate",
+    "set_num_threads",
     "surrogate_derivative",
     "surrogate_forward",
 ]

@@ -399,8 +399,8 @@ def check_gradients(
             err = abs(a - num)
             den = max(abs(a), abs(num), fl)
             rel = err / den if den > 0 else (0.0 if err == 0 else math.inf)
-            if not math.isfinite(num):
-                rel = math.inf
+            if not (math.isfinite(a) and math.isfinite(num)):
+                err = rel = math.inf  # NaN/inf never passes
             max_abs = max(max_abs, err)
             if rel > max_rel or worst == "-":
                 max_rel, worst, a_w, n_w = rel, label, a, num
@@ -581,7 +581,7 @@ class _NetworkObjective:
         if not params:
             return
         self.net.load_parameters(params)
-        for k, layer in enumerate(self.net.layers):  # a diagonal that is not a parameter stays 0
+        for layer in self.net.layers:  # a diagonal that is not a parameter stays 0
             if isinstance(layer, LIFRecurrent) and not layer.autapses:
                 np.fill_diagonal(layer.parameters()["w_rec"], 0.0)
 

@@ -21,7 +21,7 @@ import numbaspike.functional as functional
 import numbaspike.gradcheck as gc
 from numbaspike import cli
 from numbaspike.layers import LI, LIF, LIFRecurrent, Linear
-from numbaspike.losses import MembraneMSE, MeanOverTimeCrossEntropy
+from numbaspike.losses import MeanOverTimeCrossEntropy, MembraneMSE
 from numbaspike.network import Sequential
 from numbaspike.params import LIFParameters, LIParameters
 
@@ -56,7 +56,9 @@ def test_cli_gradcheck_passes_on_shipped_kernels(capsys):
 
 def _small_suite(monkeypatch, **restrict):
     """Make ``numbaspike gradcheck`` run a subset of the suite (the CLI imports it lazily)."""
-    monkeypatch.setattr(gc, "run_gradcheck_suite", functools.partial(gc.run_gradcheck_suite, **restrict))
+    monkeypatch.setattr(
+        gc, "run_gradcheck_suite", functools.partial(gc.run_gradcheck_suite, **restrict)
+    )
 
 
 def test_cli_gradcheck_fails_when_lif_backward_is_perturbed(monkeypatch, capsys):
@@ -75,7 +77,9 @@ def test_cli_gradcheck_fails_when_lif_backward_is_perturbed(monkeypatch, capsys)
     assert rc == 1
     assert "FAILED: LIF/sigmoid/zero/attached" in out
     assert "FAILED: 5 cases, 1 passed, 4 failed" in out  # the LI case is unaffected
-    failing_rows = [line for line in out.splitlines() if line.startswith("v_th") and "FAIL" in line]
+    failing_rows = [
+        line for line in out.splitlines() if line.startswith("v_th") and "FAIL" in line
+    ]
     assert failing_rows
 
 
@@ -182,7 +186,12 @@ def _lif_net(p: LIFParameters, seed: int = 0, recurrent: bool = False) -> Sequen
     rng = np.random.default_rng(seed)
     learn = ("tau_mem_inv", "tau_syn_inv", "v_th", "v_leak")
     hidden = LIFRecurrent(6, p, learn=learn, seed=1) if recurrent else LIF(6, p, learn=learn)
-    net = Sequential(Linear(5, 6, seed=2), hidden, Linear(6, 3, bias=True, seed=3), LI(3, LIParameters(), learn="v_leak"))
+    net = Sequential(
+        Linear(5, 6, seed=2),
+        hidden,
+        Linear(6, 3, bias=True, seed=3),
+        LI(3, LIParameters(), learn="v_leak"),
+    )
     params = net.parameters()
     params["0.weight"][...] = rng.normal(0.5, 0.5, (6, 5))
     params["2.weight"][...] = rng.normal(0.0, 1.0, (3, 6))
@@ -298,7 +307,9 @@ def test_surrogate_gradient_differs_from_a_different_smooth_model():
     """Sanity: for a step network the comparison is not trivially 1."""
     net = _lif_net(LIFParameters(surrogate="sigmoid", alpha=4.0))
     x, target = _membrane_problem()
-    cmp = gc.compare_surrogate_to_smooth(net, x, MembraneMSE(), target, params=["0.weight", "1.v_th"])
+    cmp = gc.compare_surrogate_to_smooth(
+        net, x, MembraneMSE(), target, params=["0.weight", "1.v_th"]
+    )
     assert [r.name for r in cmp.rows] == ["0.weight", "1.v_th", "all"]
     assert cmp["all"].fd_err < 1e-4
     assert -1.0 <= cmp["all"].cosine < 0.999
@@ -310,7 +321,9 @@ def test_surrogate_gradient_differs_from_a_different_smooth_model():
 
 
 def test_gradient_study_example_runs_at_toy_size(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("gradient_study", ROOT / "examples" / "gradient_study.py")
+    spec = importlib.util.spec_from_file_location(
+        "gradient_study", ROOT / "examples" / "gradient_study.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path / "study.png"

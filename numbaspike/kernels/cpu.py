@@ -3,9 +3,11 @@
 One fused kernel per layer kind and direction. The time loop runs inside the kernel.
 Feed-forward kernels are parallel over chunks of (batch, block of ``BLOCK`` neurons),
 each chunk running all ``T`` steps with its state in registers/L1. Recurrent kernels
-run the time loop outside and, per step, one parallel region in which each work item
-computes the recurrent current of its block (event-driven from the previous spikes)
-and then updates its neurons.
+couple the neurons of a batch row from one step to the next: with at least as many batch
+rows as threads they are parallel over rows (each row runs all steps, one parallel region
+in all); with fewer rows (e.g. B = 1) they open one parallel region per step over blocks
+of neurons. The recurrent current is event-driven: only the weights of neurons that
+spiked in the previous step are read.
 
 Each kernel is compiled twice from one Python function: with ``parallel=True`` and
 as a serial, on-disk cached (``cache=True``) version in which ``prange`` is a plain
@@ -22,7 +24,7 @@ not need are passed with size 0 and a ``store_*`` flag of ``False``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 from . import math as _m
 
@@ -97,17 +99,52 @@ def _lif_feed_forward_forward(
                     i_out[t, b, k] = i_next
 
 
-def _lif_recurrent_forward(
+@njit(inline="always")
+def _recurrent_forward_block(
+    t, b, n0, n1, x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha,
+    smooth, v, i, z_cur, z_next, rec, z_out, h_out, i1_out, v_out, i_out, store_z, store_h,
+    store_i1, store_trace,
+):  # fmt: skip
+    """Step ``t`` of neurons ``n0:n1`` of batch row ``b``: the recurrent current from the spikes
+    ``z_cur[b]`` of the previous step (event-driven: only rows of ``w_rec_t`` of neurons that
+    fired are added), then the LIF update; the new spikes go to ``z_next[b, n0:n1]``."""
+    n = x.shape[2]
+    for k in range(n0, n1):
+        rec[b, k] = 0.0
+    for j in range(n):
+        zj = z_cur[b, j]
+        if zj != 0.0:
+            for k in range(n0, n1):
+                rec[b, k] += zj * w_rec_t[j, k]
+    for k in range(n0, n1):
+        h, i1, i_next = membrane_step(
+            v[b, k], i[b, k], x[t, b, k] + rec[b, k], a_m[k], decay_s[k], v_leak[k]
+        )
+        z = _spike(h - v_th[k], sg_code, alpha, smooth)
+        v_new = reset_step(h, z, v_th[k], v_reset, reset_code, smooth)
+        v[b, k] = v_new
+        i[b, k] = i_next
+        z_next[b, k] = z
+        if store_z:
+            z_out[t, b, k] = z
+        if store_h:
+            h_out[t, b, k] = h
+        if store_i1:
+            i1_out[t, b, k] = i1
+        if store_trace:
+            v_out[t, b, k] = v_new
+            i_out[t, b, k] = i_next
+
+
+def _lif_recurrent_forward_stepwise(
     x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
     v, i, z_state, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
 ):  # fmt: skip
     """Recurrent LIF: input current ``x_t + z_{t-1} @ w_rec_t``; ``w_rec_t`` is ``w_rec.T``.
 
     ``z_state`` (B, N) holds the spikes of the step before the first and, on return,
-    those of the last step. ``v``, ``i`` are updated in place. Each work item computes the
-    recurrent current of its own block of neurons event-driven (only the rows of
-    ``w_rec_t`` of neurons that spiked are added), so a step is one parallel region and
-    no BLAS call competes with the kernel's threads.
+    those of the last step. ``v``, ``i`` are updated in place. One parallel region per step
+    over (batch row, block of neurons): for small batches (e.g. B = 1).
     """
     n_steps, batch, n = x.shape
     nblk = (n + BLOCK - 1) // BLOCK
@@ -117,32 +154,35 @@ def _lif_recurrent_forward(
     for t in range(n_steps):
         for c in prange(batch * nblk):
             b, n0, n1 = _chunk(c, nblk, n)
-            for k in range(n0, n1):
-                rec[b, k] = 0.0
-            for j in range(n):
-                zj = z_cur[b, j]
-                if zj != 0.0:
-                    for k in range(n0, n1):
-                        rec[b, k] += zj * w_rec_t[j, k]
-            for k in range(n0, n1):
-                h, i1, i_next = membrane_step(
-                    v[b, k], i[b, k], x[t, b, k] + rec[b, k], a_m[k], decay_s[k], v_leak[k]
-                )
-                z = _spike(h - v_th[k], sg_code, alpha, smooth)
-                v_new = reset_step(h, z, v_th[k], v_reset, reset_code, smooth)
-                v[b, k] = v_new
-                i[b, k] = i_next
-                z_next[b, k] = z
-                if store_z:
-                    z_out[t, b, k] = z
-                if store_h:
-                    h_out[t, b, k] = h
-                if store_i1:
-                    i1_out[t, b, k] = i1
-                if store_trace:
-                    v_out[t, b, k] = v_new
-                    i_out[t, b, k] = i_next
+            _recurrent_forward_block(
+                t, b, n0, n1, x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code,
+                sg_code, alpha, smooth, v, i, z_cur, z_next, rec, z_out, h_out, i1_out, v_out,
+                i_out, store_z, store_h, store_i1, store_trace,
+            )  # fmt: skip
         z_cur, z_next = z_next, z_cur
+    z_state[:, :] = z_cur
+
+
+def _lif_recurrent_forward_batchwise(
+    x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
+    v, i, z_state, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
+):  # fmt: skip
+    """As :func:`_lif_recurrent_forward_stepwise`, parallel over batch rows only, each running
+    all steps: one parallel region in all, no barrier per step (batches of at least as many
+    rows as threads)."""
+    n_steps, batch, n = x.shape
+    z_cur = z_state.copy()
+    z_next = np.empty_like(z_state)
+    rec = np.zeros((batch, n), dtype=x.dtype)
+    for b in prange(batch):
+        for t in range(n_steps):
+            _recurrent_forward_block(
+                t, b, 0, n, x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code,
+                sg_code, alpha, smooth, v, i, z_cur, z_next, rec, z_out, h_out, i1_out, v_out,
+                i_out, store_z, store_h, store_i1, store_trace,
+            )  # fmt: skip
+            for k in range(n):
+                z_cur[b, k] = z_next[b, k]
     z_state[:, :] = z_cur
 
 
@@ -210,32 +250,62 @@ def _recurrent_grad_block(gx, t, b, n0, n1, w_rec, gz_rec):
                     gz_rec[b, k] += g * w_rec[m, k]
 
 
-def _lif_recurrent_backward(
+@njit(inline="always")
+def _recurrent_adjoint_block(
+    t, b, n0, n1, grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset, reset_code,
+    sg_code, alpha, smooth, detach, param_grads, gx, gv, gi, gz_rec, g_am, g_decay, g_vth, g_vleak,
+):  # fmt: skip
+    """Reverse step ``t`` of neurons ``n0:n1`` of batch row ``b``, after sending ``gx_{t+1}``
+    back to the spikes of step ``t`` through ``w_rec``."""
+    _recurrent_grad_block(gx, t + 1, b, n0, n1, w_rec, gz_rec)
+    for k in range(n0, n1):
+        gv_prev, gi1 = _lif_adjoint_neuron(
+            t, b, k, grad_z[t, b, k] + gz_rec[b, k], h, i1, v0, gv[b, k], gi[b, k],
+            a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
+            detach, param_grads, g_am, g_decay, g_vth, g_vleak,
+        )  # fmt: skip
+        gx[t, b, k] = gi1
+        gv[b, k] = gv_prev
+        gi[b, k] = gi1
+
+
+def _lif_recurrent_backward_stepwise(
     grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha,
     smooth, detach, param_grads, gx, gv, gi, gz_rec, g_am, g_decay, g_vth, g_vleak,
 ):  # fmt: skip
     """BPTT through the recurrent LIF. The input gradient ``gx_{t+1}`` reaches the spikes of
     step ``t`` through ``gz_rec = gx_{t+1} @ w_rec``, computed per block of neurons inside the
-    same parallel region as the adjoint step. On return ``gz_rec`` holds
-    ``gx_0 @ w_rec``, the gradient of the initial spikes."""
+    same parallel region as the adjoint step (one region per step). On return ``gz_rec``
+    holds ``gx_0 @ w_rec``, the gradient of the initial spikes."""
     n_steps, batch, n = grad_z.shape
     nblk = (n + BLOCK - 1) // BLOCK
     for t in range(n_steps - 1, -1, -1):
         for c in prange(batch * nblk):
             b, n0, n1 = _chunk(c, nblk, n)
-            _recurrent_grad_block(gx, t + 1, b, n0, n1, w_rec, gz_rec)
-            for k in range(n0, n1):
-                gv_prev, gi1 = _lif_adjoint_neuron(
-                    t, b, k, grad_z[t, b, k] + gz_rec[b, k], h, i1, v0, gv[b, k], gi[b, k],
-                    a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
-                    detach, param_grads, g_am, g_decay, g_vth, g_vleak,
-                )  # fmt: skip
-                gx[t, b, k] = gi1
-                gv[b, k] = gv_prev
-                gi[b, k] = gi1
+            _recurrent_adjoint_block(
+                t, b, n0, n1, grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset,
+                reset_code, sg_code, alpha, smooth, detach, param_grads, gx, gv, gi, gz_rec,
+                g_am, g_decay, g_vth, g_vleak,
+            )  # fmt: skip
     for c in prange(batch * nblk):
         b, n0, n1 = _chunk(c, nblk, n)
         _recurrent_grad_block(gx, 0, b, n0, n1, w_rec, gz_rec)
+
+
+def _lif_recurrent_backward_batchwise(
+    grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha,
+    smooth, detach, param_grads, gx, gv, gi, gz_rec, g_am, g_decay, g_vth, g_vleak,
+):  # fmt: skip
+    """As :func:`_lif_recurrent_backward_stepwise`, parallel over batch rows only."""
+    n_steps, batch, n = grad_z.shape
+    for b in prange(batch):
+        for t in range(n_steps - 1, -1, -1):
+            _recurrent_adjoint_block(
+                t, b, 0, n, grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset,
+                reset_code, sg_code, alpha, smooth, detach, param_grads, gx, gv, gi, gz_rec,
+                g_am, g_decay, g_vth, g_vleak,
+            )  # fmt: skip
+        _recurrent_grad_block(gx, 0, b, 0, n, w_rec, gz_rec)
 
 
 def _li_forward(x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i):
@@ -287,8 +357,8 @@ def _feed_forward_work(args) -> int:
 
 
 def _recurrent_work(args) -> int:
-    _, batch, n = args[0].shape  # one parallel region per step: B*N neurons, B*N*N inputs
-    return batch * n * (1 + n // 8)
+    n_steps, batch, n = args[0].shape  # B*N neurons with up to N inputs each, per step
+    return n_steps * batch * n * (1 + n // 8)
 
 
 def _pair(fn, work):
@@ -307,9 +377,35 @@ def _pair(fn, work):
 
 
 lif_feed_forward_forward = _pair(_lif_feed_forward_forward, _feed_forward_work)
-lif_recurrent_forward = _pair(_lif_recurrent_forward, _recurrent_work)
+
+
+def _recurrent_pair(stepwise_fn, batchwise_fn):
+    """Serial for small problems; parallel over batch rows (one region) when there are at
+    least as many rows as threads; otherwise one parallel region per step over neuron blocks."""
+    batchwise = njit(parallel=True)(batchwise_fn)
+    stepwise = njit(parallel=True)(stepwise_fn)
+    serial = njit(cache=True)(batchwise_fn)
+
+    def kernel(*args):
+        if _recurrent_work(args) < SERIAL_WORK:
+            return serial(*args)
+        if args[0].shape[1] >= get_num_threads():
+            return batchwise(*args)
+        return stepwise(*args)
+
+    kernel.__name__ = batchwise_fn.__name__.replace("_batchwise", "").lstrip("_")
+    kernel.__doc__ = stepwise_fn.__doc__
+    kernel.parallel, kernel.stepwise, kernel.serial = batchwise, stepwise, serial
+    return kernel
+
+
+lif_recurrent_forward = _recurrent_pair(
+    _lif_recurrent_forward_stepwise, _lif_recurrent_forward_batchwise
+)
 lif_feed_forward_backward = _pair(_lif_feed_forward_backward, _feed_forward_work)
-lif_recurrent_backward = _pair(_lif_recurrent_backward, _recurrent_work)
+lif_recurrent_backward = _recurrent_pair(
+    _lif_recurrent_backward_stepwise, _lif_recurrent_backward_batchwise
+)
 li_forward = _pair(_li_forward, _feed_forward_work)
 li_backward = _pair(_li_backward, _feed_forward_work)
 

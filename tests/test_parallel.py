@@ -1,0 +1,73 @@
+"""The serial, batch-parallel and step-parallel kernel variants agree bit for bit, and the
+results do not depend on the thread count."""
+
+import numba
+import numpy as np
+import pytest
+
+import numbaspike as ns
+from numbaspike.kernels import cpu
+
+
+def _run(x, p, w_rec):
+    z, tape = ns.lif_forward(x, p, w_rec=w_rec)
+    g = ns.lif_backward(np.random.default_rng(9).normal(size=z.shape).astype(x.dtype), tape)
+    v, li_tape = ns.li_forward(x, ns.LIParameters(tau_mem_inv=np.linspace(50, 150, x.shape[2])))
+    gl = ns.li_backward(np.random.default_rng(8).normal(size=v.shape).astype(x.dtype), li_tape)
+    return (
+        [z, tape.h, g.x, g.v0, g.i0, g.tau_mem_inv, g.tau_syn_inv, g.v_th, g.v_leak]
+        + ([g.w_rec, g.z0] if w_rec is not None else [])
+        + [v, gl.x, gl.tau_mem_inv, gl.tau_syn_inv, gl.v_leak]
+    )
+
+
+@pytest.fixture(params=["serial", "batchwise", "stepwise"])
+def variant(request, monkeypatch):
+    if request.param == "serial":
+        monkeypatch.setattr(cpu, "SERIAL_WORK", 1 << 62)
+    else:
+        monkeypatch.setattr(cpu, "SERIAL_WORK", 0)
+    if request.param == "stepwise":  # fewer batch rows than threads -> one region per step
+        monkeypatch.setattr(cpu, "get_num_threads", lambda: 1 << 30)
+    return request.param
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_variants_are_bit_identical(variant, recurrent, dtype):
+    rng = np.random.default_rng(0)
+    n = cpu.BLOCK + 37  # two neuron blocks, the last partial
+    x = rng.normal(0.8, 3.0, (12, 3, n)).astype(dtype)
+    w_rec = rng.normal(0, 0.3, (n, n)).astype(dtype) if recurrent else None
+    p = ns.LIFParameters(v_th=np.linspace(0.8, 1.2, n), surrogate="atan", alpha=2.0)
+    got = _run(x, p, w_rec)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(cpu, "SERIAL_WORK", 1 << 62)
+        m.setattr(cpu, "get_num_threads", numba.get_num_threads)
+        ref = _run(x, p, w_rec)
+    assert 0.01 < got[0].mean() < 0.5
+    for a, b in zip(got, ref, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_results_do_not_depend_on_thread_count(monkeypatch):
+    monkeypatch.setattr(cpu, "SERIAL_WORK", 0)
+    rng = np.random.default_rng(1)
+    x = rng.normal(0.8, 3.0, (20, 4, 300))
+    w = rng.normal(0, 0.2, (300, 300))
+    before = ns.get_num_threads()
+    try:
+        ns.set_num_threads(1)
+        one = _run(x, ns.LIFParameters(), w)
+        ns.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = _run(x, ns.LIFParameters(), w)
+    finally:
+        ns.set_num_threads(before)
+    for a, b in zip(one, many, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("n", [0, -1, 10**6, 1.5])
+def test_set_num_threads_rejects_bad_values(n):
+    with pytest.raises(ValueError, match="NUMBA_NUM_THREADS"):
+        ns.set_num_threads(n)
