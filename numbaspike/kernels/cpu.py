@@ -2,7 +2,7 @@
 
 One fused kernel per layer kind and direction. The time loop runs inside the kernel.
 Feed-forward kernels are parallel over chunks of (batch, block of ``BLOCK`` neurons),
-each chunk running all ``T`` steps with its state in registers/L1. Recurrent kernels
+each chunk running all ``T`` steps with its state in small local buffers. Recurrent kernels
 couple the neurons of a batch row from one step to the next: with at least as many batch
 rows as threads they are parallel over rows (each row runs all steps, one parallel region
 in all); with fewer rows (e.g. B = 1) they open one parallel region per step over blocks
@@ -14,6 +14,12 @@ as a serial, on-disk cached (``cache=True``) version in which ``prange`` is a pl
 ``range``. The public names are small dispatchers that run the serial version for
 problems too small to repay opening a parallel region (:data:`SERIAL_WORK`); both give
 bit-identical results, since no kernel reduces across threads.
+
+Within a step, a block of neurons is processed in short passes over local buffers (integrate,
+spike, reset; surrogate, adjoint, parameter gradients), each pass branch-free with the
+mode (reset, surrogate, detach, smooth) chosen outside the loop: LLVM vectorises these
+loops, which it cannot do for one long loop that reads and writes many argument arrays
+(it must assume they may alias) and branches on runtime codes.
 
 Kernels trust their inputs: :mod:`numbaspike.functional` checks shapes, dtypes,
 contiguity and finiteness once, and casts parameters to per-neuron arrays of the
@@ -70,6 +76,208 @@ def _chunk(c, nblk, n):
     return b, n0, min(n0 + BLOCK, n)
 
 
+# --- passes over one block of m neurons (buffers of length >= m) -------------------------
+
+
+@njit
+def _spike_block(hb, th, m, sg_code, alpha, smooth, zb):
+    """``zb = H(h - v_th)``, or ``F(h - v_th)`` in smooth mode."""
+    if not smooth:
+        for k in range(m):
+            zb[k] = 1.0 if hb[k] > th[k] else 0.0
+    elif sg_code == 0:
+        for k in range(m):
+            zb[k] = surrogate_smooth(0, hb[k] - th[k], alpha)
+    elif sg_code == 1:
+        for k in range(m):
+            zb[k] = surrogate_smooth(1, hb[k] - th[k], alpha)
+    elif sg_code == 2:
+        for k in range(m):
+            zb[k] = surrogate_smooth(2, hb[k] - th[k], alpha)
+    elif sg_code == 3:
+        for k in range(m):
+            zb[k] = surrogate_smooth(3, hb[k] - th[k], alpha)
+    elif sg_code == 4:
+        for k in range(m):
+            zb[k] = surrogate_smooth(4, hb[k] - th[k], alpha)
+    elif sg_code == 5:
+        for k in range(m):
+            zb[k] = surrogate_smooth(5, hb[k] - th[k], alpha)
+    else:
+        for k in range(m):
+            zb[k] = surrogate_smooth(6, hb[k] - th[k], alpha)
+
+
+@njit
+def _surrogate_grad_block(hb, th, m, sg_code, alpha, sb):
+    """``sb = s(h - v_th)``."""
+    if sg_code == 0:
+        for k in range(m):
+            sb[k] = surrogate_grad(0, hb[k] - th[k], alpha)
+    elif sg_code == 1:
+        for k in range(m):
+            sb[k] = surrogate_grad(1, hb[k] - th[k], alpha)
+    elif sg_code == 2:
+        for k in range(m):
+            sb[k] = surrogate_grad(2, hb[k] - th[k], alpha)
+    elif sg_code == 3:
+        for k in range(m):
+            sb[k] = surrogate_grad(3, hb[k] - th[k], alpha)
+    elif sg_code == 4:
+        for k in range(m):
+            sb[k] = surrogate_grad(4, hb[k] - th[k], alpha)
+    elif sg_code == 5:
+        for k in range(m):
+            sb[k] = surrogate_grad(5, hb[k] - th[k], alpha)
+    else:
+        for k in range(m):
+            sb[k] = surrogate_grad(6, hb[k] - th[k], alpha)
+
+
+@njit
+def _reset_block(hb, zb, th, v_reset, m, reset_code, smooth, vv):
+    """Membrane after the spikes: ``vv = reset(h, z)`` (rounded to the buffer's dtype)."""
+    if reset_code == 1:
+        for k in range(m):
+            vv[k] = reset_step(hb[k], zb[k], th[k], v_reset, 1, False)
+    elif smooth:
+        for k in range(m):
+            vv[k] = reset_step(hb[k], zb[k], th[k], v_reset, 0, True)
+    else:
+        for k in range(m):
+            vv[k] = reset_step(hb[k], zb[k], th[k], v_reset, 0, False)
+
+
+@njit
+def _lif_step_block(
+    xt, am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth, vv, ii, hb, i1b, zb
+):
+    """One forward step of m neurons: state ``vv``, ``ii`` updated; ``h``, ``i'``, ``z`` out."""
+    for k in range(m):
+        h, i1, i_next = membrane_step(vv[k], ii[k], xt[k], am[k], dd[k], ll[k])
+        hb[k] = h
+        i1b[k] = i1
+        ii[k] = i_next
+    _spike_block(hb, th, m, sg_code, alpha, smooth, zb)
+    _reset_block(hb, zb, th, v_reset, m, reset_code, smooth, vv)
+
+
+@njit
+def _adjoint_pass(
+    gzt, ht, zb, sb, th, v_reset, am, dd, m, reset_code, detach, gvb, gib, ghb, gthb
+):
+    """Reverse step of m neurons given spikes and surrogate values; updates ``gvb``, ``gib``
+    (``gib`` becomes dL/dx_t) and leaves ``gh`` and the v_th term in ``ghb``, ``gthb``."""
+    if reset_code == 0:
+        if detach:
+            for k in range(m):
+                gvb[k], gib[k], ghb[k], gthb[k] = lif_adjoint_step(
+                    gvb[k],
+                    gib[k],
+                    gzt[k],
+                    ht[k],
+                    zb[k],
+                    sb[k],
+                    th[k],
+                    v_reset,
+                    am[k],
+                    dd[k],
+                    0,
+                    True,
+                )
+        else:
+            for k in range(m):
+                gvb[k], gib[k], ghb[k], gthb[k] = lif_adjoint_step(
+                    gvb[k],
+                    gib[k],
+                    gzt[k],
+                    ht[k],
+                    zb[k],
+                    sb[k],
+                    th[k],
+                    v_reset,
+                    am[k],
+                    dd[k],
+                    0,
+                    False,
+                )
+    elif detach:
+        for k in range(m):
+            gvb[k], gib[k], ghb[k], gthb[k] = lif_adjoint_step(
+                gvb[k], gib[k], gzt[k], ht[k], zb[k], sb[k], th[k], v_reset, am[k], dd[k], 1, True
+            )
+    else:
+        for k in range(m):
+            gvb[k], gib[k], ghb[k], gthb[k] = lif_adjoint_step(
+                gvb[k], gib[k], gzt[k], ht[k], zb[k], sb[k], th[k], v_reset, am[k], dd[k], 1, False
+            )
+
+
+@njit
+def _lif_adjoint_block(
+    t, b, n0, m, gzt, h, i1, v0, am, dd, ll, th, v_reset, reset_code, sg_code, alpha, smooth,
+    detach, param_grads, gvb, gib, bufs, acc,
+):  # fmt: skip
+    """Reverse step ``t`` of neurons ``n0:n0+m`` of batch row ``b``.
+
+    ``bufs`` (7, m) are scratch rows (z, s, gh, g_vth, gi before the step, v_{t-1}, z_{t-1});
+    ``acc`` (4, m) float64 accumulates the parameter gradients (tau_mem, decay, v_th, v_leak).
+    On return ``gib`` holds dL/dx_t.
+    """
+    ht = h[t, b, n0 : n0 + m]
+    zb, sb, ghb, gthb, gi_in, vpb, zpb = (
+        bufs[0],
+        bufs[1],
+        bufs[2],
+        bufs[3],
+        bufs[4],
+        bufs[5],
+        bufs[6],
+    )
+    _spike_block(ht, th, m, sg_code, alpha, smooth, zb)
+    _surrogate_grad_block(ht, th, m, sg_code, alpha, sb)
+    if param_grads:
+        for k in range(m):
+            gi_in[k] = gib[k]
+    _adjoint_pass(gzt, ht, zb, sb, th, v_reset, am, dd, m, reset_code, detach, gvb, gib, ghb, gthb)
+    if param_grads:
+        if t > 0:
+            hp = h[t - 1, b, n0 : n0 + m]
+            _spike_block(hp, th, m, sg_code, alpha, smooth, zpb)
+            _reset_block(hp, zpb, th, v_reset, m, reset_code, smooth, vpb)
+        else:
+            for k in range(m):
+                vpb[k] = v0[b, n0 + k]
+        i1t = i1[t, b, n0 : n0 + m]
+        for k in range(m):
+            acc[0, k] += ghb[k] * ((ll[k] - vpb[k]) + i1t[k])
+            acc[1, k] += gi_in[k] * i1t[k]
+            acc[2, k] += gthb[k]
+            acc[3, k] += ghb[k] * am[k]
+
+
+@njit
+def _flush_param_grads(acc, b, n0, m, g_am, g_decay, g_vth, g_vleak):
+    for k in range(m):
+        g_am[b, n0 + k] += acc[0, k]
+        g_decay[b, n0 + k] += acc[1, k]
+        g_vth[b, n0 + k] += acc[2, k]
+        g_vleak[b, n0 + k] += acc[3, k]
+        acc[0, k] = 0.0
+        acc[1, k] = 0.0
+        acc[2, k] = 0.0
+        acc[3, k] = 0.0
+
+
+@njit
+def _store_row(out, t, b, n0, buf, m):
+    for k in range(m):
+        out[t, b, n0 + k] = buf[k]
+
+
+# --- feed-forward LIF ---------------------------------------------------------------------
+
+
 def _lif_feed_forward_forward(
     x, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
     v, i, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
@@ -79,61 +287,110 @@ def _lif_feed_forward_forward(
     nblk = (n + BLOCK - 1) // BLOCK
     for c in prange(batch * nblk):
         b, n0, n1 = _chunk(c, nblk, n)
+        m = n1 - n0
+        am, dd, ll, th = (
+            a_m[n0:n1].copy(),
+            decay_s[n0:n1].copy(),
+            v_leak[n0:n1].copy(),
+            v_th[n0:n1].copy(),
+        )
+        vv, ii = v[b, n0:n1].copy(), i[b, n0:n1].copy()
+        hb, i1b, zb = np.empty(m, x.dtype), np.empty(m, x.dtype), np.empty(m, x.dtype)
         for t in range(n_steps):
-            for k in range(n0, n1):
-                h, i1, i_next = membrane_step(
-                    v[b, k], i[b, k], x[t, b, k], a_m[k], decay_s[k], v_leak[k]
-                )
-                z = _spike(h - v_th[k], sg_code, alpha, smooth)
-                v_new = reset_step(h, z, v_th[k], v_reset, reset_code, smooth)
-                v[b, k] = v_new
-                i[b, k] = i_next
-                if store_z:
-                    z_out[t, b, k] = z
-                if store_h:
-                    h_out[t, b, k] = h
-                if store_i1:
-                    i1_out[t, b, k] = i1
-                if store_trace:
-                    v_out[t, b, k] = v_new
-                    i_out[t, b, k] = i_next
+            _lif_step_block(
+                x[t, b, n0:n1], am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth,
+                vv, ii, hb, i1b, zb,
+            )  # fmt: skip
+            if store_z:
+                _store_row(z_out, t, b, n0, zb, m)
+            if store_h:
+                _store_row(h_out, t, b, n0, hb, m)
+            if store_i1:
+                _store_row(i1_out, t, b, n0, i1b, m)
+            if store_trace:
+                _store_row(v_out, t, b, n0, vv, m)
+                _store_row(i_out, t, b, n0, ii, m)
+        v[b, n0:n1] = vv
+        i[b, n0:n1] = ii
 
 
-@njit(inline="always")
+def _lif_feed_forward_backward(
+    grad_z, h, i1, v0, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
+    detach, param_grads, gx, gv, gi, g_am, g_decay, g_vth, g_vleak,
+):  # fmt: skip
+    """BPTT through the feed-forward LIF. ``gv``, ``gi`` (B, N) enter as the adjoints of the
+    final state (normally 0) and leave as the gradients of the initial state; parameter
+    gradients are added to the (B, N) float64 arrays ``g_*`` when ``param_grads``."""
+    n_steps, batch, n = grad_z.shape
+    nblk = (n + BLOCK - 1) // BLOCK
+    for c in prange(batch * nblk):
+        b, n0, n1 = _chunk(c, nblk, n)
+        m = n1 - n0
+        am, dd, ll, th = (
+            a_m[n0:n1].copy(),
+            decay_s[n0:n1].copy(),
+            v_leak[n0:n1].copy(),
+            v_th[n0:n1].copy(),
+        )
+        gvb, gib = gv[b, n0:n1].copy(), gi[b, n0:n1].copy()
+        bufs = np.empty((7, m), h.dtype)
+        acc = np.zeros((4, m), np.float64)
+        for t in range(n_steps - 1, -1, -1):
+            _lif_adjoint_block(
+                t, b, n0, m, grad_z[t, b, n0:n1], h, i1, v0, am, dd, ll, th, v_reset, reset_code,
+                sg_code, alpha, smooth, detach, param_grads, gvb, gib, bufs, acc,
+            )  # fmt: skip
+            _store_row(gx, t, b, n0, gib, m)
+        gv[b, n0:n1] = gvb
+        gi[b, n0:n1] = gib
+        if param_grads:
+            _flush_param_grads(acc, b, n0, m, g_am, g_decay, g_vth, g_vleak)
+
+
+# --- recurrent LIF ------------------------------------------------------------------------
+
+
+@njit
+def _recurrent_current(z_row, w_t, n0, m, rb):
+    """``rb = z_row @ w_t[:, n0:n0+m]``, event-driven: only rows of neurons that spiked."""
+    for k in range(m):
+        rb[k] = 0.0
+    for j in range(z_row.shape[0]):
+        zj = z_row[j]
+        if zj != 0.0:
+            wj = w_t[j, n0 : n0 + m]
+            for k in range(m):
+                rb[k] += zj * wj[k]
+
+
+@njit
 def _recurrent_forward_block(
-    t, b, n0, n1, x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha,
-    smooth, v, i, z_cur, z_next, rec, z_out, h_out, i1_out, v_out, i_out, store_z, store_h,
+    t, b, n0, m, x, w_rec_t, am, dd, ll, th, v_reset, reset_code, sg_code, alpha, smooth,
+    vv, ii, z_cur, z_next, bufs, z_out, h_out, i1_out, v_out, i_out, store_z, store_h,
     store_i1, store_trace,
 ):  # fmt: skip
-    """Step ``t`` of neurons ``n0:n1`` of batch row ``b``: the recurrent current from the spikes
-    ``z_cur[b]`` of the previous step (event-driven: only rows of ``w_rec_t`` of neurons that
-    fired are added), then the LIF update; the new spikes go to ``z_next[b, n0:n1]``."""
-    n = x.shape[2]
-    for k in range(n0, n1):
-        rec[b, k] = 0.0
-    for j in range(n):
-        zj = z_cur[b, j]
-        if zj != 0.0:
-            for k in range(n0, n1):
-                rec[b, k] += zj * w_rec_t[j, k]
-    for k in range(n0, n1):
-        h, i1, i_next = membrane_step(
-            v[b, k], i[b, k], x[t, b, k] + rec[b, k], a_m[k], decay_s[k], v_leak[k]
-        )
-        z = _spike(h - v_th[k], sg_code, alpha, smooth)
-        v_new = reset_step(h, z, v_th[k], v_reset, reset_code, smooth)
-        v[b, k] = v_new
-        i[b, k] = i_next
-        z_next[b, k] = z
-        if store_z:
-            z_out[t, b, k] = z
-        if store_h:
-            h_out[t, b, k] = h
-        if store_i1:
-            i1_out[t, b, k] = i1
-        if store_trace:
-            v_out[t, b, k] = v_new
-            i_out[t, b, k] = i_next
+    """Step ``t`` of neurons ``n0:n0+m`` of row ``b``: current ``x_t + z_{t-1} @ w_rec.T``
+    from the previous spikes ``z_cur[b]``, then the LIF update; new spikes to ``z_next[b]``.
+    ``bufs`` (4, m): current, h, i', z."""
+    rb, hb, i1b, zb = bufs[0], bufs[1], bufs[2], bufs[3]
+    _recurrent_current(z_cur[b], w_rec_t, n0, m, rb)
+    xt = x[t, b, n0 : n0 + m]
+    for k in range(m):
+        rb[k] = xt[k] + rb[k]
+    _lif_step_block(
+        rb, am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth, vv, ii, hb, i1b, zb
+    )
+    for k in range(m):
+        z_next[b, n0 + k] = zb[k]
+    if store_z:
+        _store_row(z_out, t, b, n0, zb, m)
+    if store_h:
+        _store_row(h_out, t, b, n0, hb, m)
+    if store_i1:
+        _store_row(i1_out, t, b, n0, i1b, m)
+    if store_trace:
+        _store_row(v_out, t, b, n0, vv, m)
+        _store_row(i_out, t, b, n0, ii, m)
 
 
 def _lif_recurrent_forward_stepwise(
@@ -150,14 +407,16 @@ def _lif_recurrent_forward_stepwise(
     nblk = (n + BLOCK - 1) // BLOCK
     z_cur = z_state.copy()
     z_next = np.empty_like(z_state)
-    rec = np.zeros((batch, n), dtype=x.dtype)
     for t in range(n_steps):
         for c in prange(batch * nblk):
             b, n0, n1 = _chunk(c, nblk, n)
+            m = n1 - n0
+            bufs = np.empty((4, m), x.dtype)
             _recurrent_forward_block(
-                t, b, n0, n1, x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code,
-                sg_code, alpha, smooth, v, i, z_cur, z_next, rec, z_out, h_out, i1_out, v_out,
-                i_out, store_z, store_h, store_i1, store_trace,
+                t, b, n0, m, x, w_rec_t, a_m[n0:n1], decay_s[n0:n1], v_leak[n0:n1], v_th[n0:n1],
+                v_reset, reset_code, sg_code, alpha, smooth, v[b, n0:n1], i[b, n0:n1], z_cur,
+                z_next, bufs, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1,
+                store_trace,
             )  # fmt: skip
         z_cur, z_next = z_next, z_cur
     z_state[:, :] = z_cur
@@ -173,100 +432,52 @@ def _lif_recurrent_forward_batchwise(
     n_steps, batch, n = x.shape
     z_cur = z_state.copy()
     z_next = np.empty_like(z_state)
-    rec = np.zeros((batch, n), dtype=x.dtype)
     for b in prange(batch):
+        am, dd, ll, th = a_m.copy(), decay_s.copy(), v_leak.copy(), v_th.copy()
+        vv, ii = v[b].copy(), i[b].copy()
+        bufs = np.empty((4, n), x.dtype)
         for t in range(n_steps):
             _recurrent_forward_block(
-                t, b, 0, n, x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code,
-                sg_code, alpha, smooth, v, i, z_cur, z_next, rec, z_out, h_out, i1_out, v_out,
-                i_out, store_z, store_h, store_i1, store_trace,
+                t, b, 0, n, x, w_rec_t, am, dd, ll, th, v_reset, reset_code, sg_code, alpha,
+                smooth, vv, ii, z_cur, z_next, bufs, z_out, h_out, i1_out, v_out, i_out,
+                store_z, store_h, store_i1, store_trace,
             )  # fmt: skip
             for k in range(n):
                 z_cur[b, k] = z_next[b, k]
+        v[b] = vv
+        i[b] = ii
     z_state[:, :] = z_cur
 
 
-@njit(inline="always")
-def _lif_adjoint_neuron(
-    t, b, k, grad_z_tbk, h, i1, v0, gv, gi, a_m, decay_s, v_leak, v_th, v_reset,
-    reset_code, sg_code, alpha, smooth, detach, param_grads, g_am, g_decay, g_vth, g_vleak,
-):  # fmt: skip
-    """Reverse step of one neuron; returns ``(gv_prev, gi1)`` and accumulates parameter grads."""
-    h_t = h[t, b, k]
-    u = h_t - v_th[k]
-    z = _spike(u, sg_code, alpha, smooth)
-    s = surrogate_grad(sg_code, u, alpha)
-    gv_prev, gi1, gh, g_th = lif_adjoint_step(
-        gv, gi, grad_z_tbk, h_t, z, s, v_th[k], v_reset, a_m[k], decay_s[k], reset_code, detach
-    )
-    if param_grads:
-        if t > 0:
-            h_p = h[t - 1, b, k]
-            z_p = _spike(h_p - v_th[k], sg_code, alpha, smooth)
-            # rounded to the working dtype, as the forward pass stored it
-            v_prev = h.dtype.type(reset_step(h_p, z_p, v_th[k], v_reset, reset_code, smooth))
-        else:
-            v_prev = v0[b, k]
-        i1_t = i1[t, b, k]
-        g_am[b, k] += gh * ((v_leak[k] - v_prev) + i1_t)
-        g_decay[b, k] += gi * i1_t
-        g_vth[b, k] += g_th
-        g_vleak[b, k] += gh * a_m[k]
-    return gv_prev, gi1
-
-
-def _lif_feed_forward_backward(
-    grad_z, h, i1, v0, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
-    detach, param_grads, gx, gv, gi, g_am, g_decay, g_vth, g_vleak,
-):  # fmt: skip
-    """BPTT through the feed-forward LIF. ``gv``, ``gi`` (B, N) enter as the adjoints of the
-    final state (normally 0) and leave as the gradients of the initial state."""
-    n_steps, batch, n = grad_z.shape
-    nblk = (n + BLOCK - 1) // BLOCK
-    for c in prange(batch * nblk):
-        b, n0, n1 = _chunk(c, nblk, n)
-        for t in range(n_steps - 1, -1, -1):
-            for k in range(n0, n1):
-                gv_prev, gi1 = _lif_adjoint_neuron(
-                    t, b, k, grad_z[t, b, k], h, i1, v0, gv[b, k], gi[b, k], a_m, decay_s,
-                    v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth, detach,
-                    param_grads, g_am, g_decay, g_vth, g_vleak,
-                )  # fmt: skip
-                gx[t, b, k] = gi1
-                gv[b, k] = gv_prev
-                gi[b, k] = gi1
-
-
-@njit(inline="always")
-def _recurrent_grad_block(gx, t, b, n0, n1, w_rec, gz_rec):
-    """``gz_rec[b, n0:n1] = gx[t, b, :] @ w_rec[:, n0:n1]`` (zero when ``t`` is past the end)."""
-    for k in range(n0, n1):
-        gz_rec[b, k] = 0.0
+@njit
+def _recurrent_grad(gx, t, b, w_rec, n0, m, grb):
+    """``grb = gx[t, b] @ w_rec[:, n0:n0+m]`` (zero when ``t`` is past the last step)."""
+    for k in range(m):
+        grb[k] = 0.0
     if t < gx.shape[0]:
-        for m in range(w_rec.shape[0]):
-            g = gx[t, b, m]
+        for j in range(w_rec.shape[0]):
+            g = gx[t, b, j]
             if g != 0.0:
-                for k in range(n0, n1):
-                    gz_rec[b, k] += g * w_rec[m, k]
+                wj = w_rec[j, n0 : n0 + m]
+                for k in range(m):
+                    grb[k] += g * wj[k]
 
 
-@njit(inline="always")
+@njit
 def _recurrent_adjoint_block(
-    t, b, n0, n1, grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset, reset_code,
-    sg_code, alpha, smooth, detach, param_grads, gx, gv, gi, gz_rec, g_am, g_decay, g_vth, g_vleak,
+    t, b, n0, m, grad_z, h, i1, v0, w_rec, am, dd, ll, th, v_reset, reset_code, sg_code,
+    alpha, smooth, detach, param_grads, gx, gvb, gib, gzb, bufs, acc,
 ):  # fmt: skip
-    """Reverse step ``t`` of neurons ``n0:n1`` of batch row ``b``, after sending ``gx_{t+1}``
-    back to the spikes of step ``t`` through ``w_rec``."""
-    _recurrent_grad_block(gx, t + 1, b, n0, n1, w_rec, gz_rec)
-    for k in range(n0, n1):
-        gv_prev, gi1 = _lif_adjoint_neuron(
-            t, b, k, grad_z[t, b, k] + gz_rec[b, k], h, i1, v0, gv[b, k], gi[b, k],
-            a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
-            detach, param_grads, g_am, g_decay, g_vth, g_vleak,
-        )  # fmt: skip
-        gx[t, b, k] = gi1
-        gv[b, k] = gv_prev
-        gi[b, k] = gi1
+    """Reverse step ``t`` of neurons ``n0:n0+m`` of row ``b``: ``gx_{t+1}`` reaches the spikes
+    of step ``t`` through ``w_rec``, then the LIF adjoint; dL/dx_t is written to ``gx``."""
+    _recurrent_grad(gx, t + 1, b, w_rec, n0, m, gzb)
+    for k in range(m):
+        gzb[k] = grad_z[t, b, n0 + k] + gzb[k]
+    _lif_adjoint_block(
+        t, b, n0, m, gzb, h, i1, v0, am, dd, ll, th, v_reset, reset_code, sg_code, alpha,
+        smooth, detach, param_grads, gvb, gib, bufs, acc,
+    )  # fmt: skip
+    _store_row(gx, t, b, n0, gib, m)
 
 
 def _lif_recurrent_backward_stepwise(
@@ -274,22 +485,28 @@ def _lif_recurrent_backward_stepwise(
     smooth, detach, param_grads, gx, gv, gi, gz_rec, g_am, g_decay, g_vth, g_vleak,
 ):  # fmt: skip
     """BPTT through the recurrent LIF. The input gradient ``gx_{t+1}`` reaches the spikes of
-    step ``t`` through ``gz_rec = gx_{t+1} @ w_rec``, computed per block of neurons inside the
-    same parallel region as the adjoint step (one region per step). On return ``gz_rec``
-    holds ``gx_0 @ w_rec``, the gradient of the initial spikes."""
+    step ``t`` through ``gx_{t+1} @ w_rec``, computed per block of neurons inside the same
+    parallel region as the adjoint step (one region per step). On return ``gz_rec`` holds
+    ``gx_0 @ w_rec``, the gradient of the initial spikes."""
     n_steps, batch, n = grad_z.shape
     nblk = (n + BLOCK - 1) // BLOCK
     for t in range(n_steps - 1, -1, -1):
         for c in prange(batch * nblk):
             b, n0, n1 = _chunk(c, nblk, n)
+            m = n1 - n0
+            bufs = np.empty((7, m), h.dtype)
+            gzb = np.empty(m, h.dtype)
+            acc = np.zeros((4, m), np.float64)
             _recurrent_adjoint_block(
-                t, b, n0, n1, grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset,
-                reset_code, sg_code, alpha, smooth, detach, param_grads, gx, gv, gi, gz_rec,
-                g_am, g_decay, g_vth, g_vleak,
+                t, b, n0, m, grad_z, h, i1, v0, w_rec, a_m[n0:n1], decay_s[n0:n1], v_leak[n0:n1],
+                v_th[n0:n1], v_reset, reset_code, sg_code, alpha, smooth, detach, param_grads,
+                gx, gv[b, n0:n1], gi[b, n0:n1], gzb, bufs, acc,
             )  # fmt: skip
+            if param_grads:
+                _flush_param_grads(acc, b, n0, m, g_am, g_decay, g_vth, g_vleak)
     for c in prange(batch * nblk):
         b, n0, n1 = _chunk(c, nblk, n)
-        _recurrent_grad_block(gx, 0, b, n0, n1, w_rec, gz_rec)
+        _recurrent_grad(gx, 0, b, w_rec, n0, n1 - n0, gz_rec[b, n0:n1])
 
 
 def _lif_recurrent_backward_batchwise(
@@ -299,13 +516,24 @@ def _lif_recurrent_backward_batchwise(
     """As :func:`_lif_recurrent_backward_stepwise`, parallel over batch rows only."""
     n_steps, batch, n = grad_z.shape
     for b in prange(batch):
+        am, dd, ll, th = a_m.copy(), decay_s.copy(), v_leak.copy(), v_th.copy()
+        gvb, gib = gv[b].copy(), gi[b].copy()
+        bufs = np.empty((7, n), h.dtype)
+        gzb = np.empty(n, h.dtype)
+        acc = np.zeros((4, n), np.float64)
         for t in range(n_steps - 1, -1, -1):
             _recurrent_adjoint_block(
-                t, b, 0, n, grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset,
-                reset_code, sg_code, alpha, smooth, detach, param_grads, gx, gv, gi, gz_rec,
-                g_am, g_decay, g_vth, g_vleak,
+                t, b, 0, n, grad_z, h, i1, v0, w_rec, am, dd, ll, th, v_reset, reset_code,
+                sg_code, alpha, smooth, detach, param_grads, gx, gvb, gib, gzb, bufs, acc,
             )  # fmt: skip
-        _recurrent_grad_block(gx, 0, b, 0, n, w_rec, gz_rec)
+        gv[b] = gvb
+        gi[b] = gib
+        if param_grads:
+            _flush_param_grads(acc, b, 0, n, g_am, g_decay, g_vth, g_vleak)
+        _recurrent_grad(gx, 0, b, w_rec, 0, n, gz_rec[b])
+
+
+# --- leaky integrator ---------------------------------------------------------------------
 
 
 def _li_forward(x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i):
@@ -314,19 +542,25 @@ def _li_forward(x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, st
     nblk = (n + BLOCK - 1) // BLOCK
     for c in prange(batch * nblk):
         b, n0, n1 = _chunk(c, nblk, n)
+        m = n1 - n0
+        am, dd, ll = a_m[n0:n1].copy(), decay_s[n0:n1].copy(), v_leak[n0:n1].copy()
+        vv, ii = v[b, n0:n1].copy(), i[b, n0:n1].copy()
+        i1b = np.empty(m, x.dtype)
         for t in range(n_steps):
-            for k in range(n0, n1):
-                h, i1, i_next = membrane_step(
-                    v[b, k], i[b, k], x[t, b, k], a_m[k], decay_s[k], v_leak[k]
-                )
-                v[b, k] = h
-                i[b, k] = i_next
-                if store_v:
-                    v_out[t, b, k] = h
-                if store_i1:
-                    i1_out[t, b, k] = i1
-                if store_i:
-                    i_out[t, b, k] = i_next
+            xt = x[t, b, n0:n1]
+            for k in range(m):
+                h, i1, i_next = membrane_step(vv[k], ii[k], xt[k], am[k], dd[k], ll[k])
+                vv[k] = h
+                ii[k] = i_next
+                i1b[k] = i1
+            if store_v:
+                _store_row(v_out, t, b, n0, vv, m)
+            if store_i1:
+                _store_row(i1_out, t, b, n0, i1b, m)
+            if store_i:
+                _store_row(i_out, t, b, n0, ii, m)
+        v[b, n0:n1] = vv
+        i[b, n0:n1] = ii
 
 
 def _li_backward(
@@ -337,19 +571,60 @@ def _li_backward(
     nblk = (n + BLOCK - 1) // BLOCK
     for c in prange(batch * nblk):
         b, n0, n1 = _chunk(c, nblk, n)
+        m = n1 - n0
+        am, dd, ll = a_m[n0:n1].copy(), decay_s[n0:n1].copy(), v_leak[n0:n1].copy()
+        gvb, gib = gv[b, n0:n1].copy(), gi[b, n0:n1].copy()
+        g_tot, gi_in = np.empty(m, grad_v.dtype), np.empty(m, grad_v.dtype)
+        acc = np.zeros((4, m), np.float64)
         for t in range(n_steps - 1, -1, -1):
-            for k in range(n0, n1):
-                g_v = gv[b, k] + grad_v[t, b, k]
-                gv_prev, gi1 = li_adjoint_step(g_v, gi[b, k], a_m[k], decay_s[k])
-                if param_grads:
-                    v_prev = v_out[t - 1, b, k] if t > 0 else v0[b, k]
-                    i1_t = i1[t, b, k]
-                    g_am[b, k] += g_v * ((v_leak[k] - v_prev) + i1_t)
-                    g_decay[b, k] += gi[b, k] * i1_t
-                    g_vleak[b, k] += g_v * a_m[k]
-                gx[t, b, k] = gi1
-                gv[b, k] = gv_prev
-                gi[b, k] = gi1
+            gvt = grad_v[t, b, n0:n1]
+            for k in range(m):
+                g_tot[k] = gvb[k] + gvt[k]
+                gi_in[k] = gib[k]
+                gvb[k], gib[k] = li_adjoint_step(g_tot[k], gib[k], am[k], dd[k])
+            _store_row(gx, t, b, n0, gib, m)
+            if param_grads:
+                vp = v_out[t - 1, b, n0:n1] if t > 0 else v0[b, n0:n1]
+                i1t = i1[t, b, n0:n1]
+                for k in range(m):
+                    acc[0, k] += g_tot[k] * ((ll[k] - vp[k]) + i1t[k])
+                    acc[1, k] += gi_in[k] * i1t[k]
+                    acc[3, k] += g_tot[k] * am[k]
+        gv[b, n0:n1] = gvb
+        gi[b, n0:n1] = gib
+        if param_grads:
+            for k in range(m):
+                g_am[b, n0 + k] += acc[0, k]
+                g_decay[b, n0 + k] += acc[1, k]
+                g_vleak[b, n0 + k] += acc[3, k]
+
+
+# --- recurrent weight gradient ------------------------------------------------------------
+
+
+def _recurrent_weight_grad(gx, h, v_th, z0, sg_code, alpha, smooth, grad_w_t):
+    """``grad_w_t[j, :] += sum_{t,b} z_{t-1}[b, j] * gx[t, b, :]`` with the spikes recomputed
+    from the tape (``z_{-1} = z0``); event-driven: only neurons that fired contribute.
+
+    Work items own blocks of presynaptic neurons ``j``, so no two threads write the same row
+    and the result does not depend on the thread count.
+    """
+    n_steps, batch, n = gx.shape
+    n_blocks = (n + 15) // 16
+    for blk in prange(n_blocks):
+        j0 = blk * 16
+        j1 = min(j0 + 16, n)
+        for t in range(n_steps):
+            for b in range(batch):
+                gxt = gx[t, b]
+                for j in range(j0, j1):
+                    if t == 0:
+                        z = z0[b, j]
+                    else:
+                        z = _spike(h[t - 1, b, j] - v_th[j], sg_code, alpha, smooth)
+                    if z != 0.0:
+                        for k in range(n):
+                            grad_w_t[j, k] += z * gxt[k]
 
 
 def _feed_forward_work(args) -> int:
@@ -408,30 +683,6 @@ lif_recurrent_backward = _recurrent_pair(
 )
 li_forward = _pair(_li_forward, _feed_forward_work)
 li_backward = _pair(_li_backward, _feed_forward_work)
-
-
-def _recurrent_weight_grad(gx, h, v_th, z0, sg_code, alpha, smooth, grad_w_t):
-    """``grad_w_t[j, :] += sum_{t,b} z_{t-1}[b, j] * gx[t, b, :]`` with the spikes recomputed
-    from the tape (``z_{-1} = z0``); event-driven: only neurons that fired contribute.
-
-    Work items own blocks of presynaptic neurons ``j``, so no two threads write the same row
-    and the result does not depend on the thread count.
-    """
-    n_steps, batch, n = gx.shape
-    n_blocks = (n + 15) // 16
-    for blk in prange(n_blocks):
-        j0 = blk * 16
-        j1 = min(j0 + 16, n)
-        for t in range(n_steps):
-            for b in range(batch):
-                for j in range(j0, j1):
-                    if t == 0:
-                        z = z0[b, j]
-                    else:
-                        z = _spike(h[t - 1, b, j] - v_th[j], sg_code, alpha, smooth)
-                    if z != 0.0:
-                        for k in range(n):
-                            grad_w_t[j, k] += z * gx[t, b, k]
 
 
 recurrent_weight_grad = _pair(_recurrent_weight_grad, _feed_forward_work)
