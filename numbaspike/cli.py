@@ -40,6 +40,9 @@ def _add_train_parser(sub) -> None:
         "--steps", type=int, default=None, help="time steps per sample (task default if omitted)"
     )
     p.add_argument("--input-scale", type=float, default=None, help="gain of the input weights")
+    p.add_argument(
+        "--max-samples", type=int, default=None, help="use at most this many samples (quick runs)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--out", type=Path, default=Path("numbaspike-run"), help="output folder")
@@ -91,19 +94,20 @@ TASK_DEFAULTS = {
 }
 
 
-def load_task(task: str, steps: int, seed: int, path: Path | None = None):
-    """(train, test) datasets of a task."""
+def load_task(
+    task: str, steps: int, seed: int, path: Path | None = None, max_samples: int | None = None
+):
+    """(train, test) datasets of a task (80/20 stratified split)."""
     from . import data
 
     if task == "randman":
         ds = data.make_randman(steps=steps, seed=seed)
-        return data.train_test_split(ds, test_fraction=0.2, seed=seed)
-    if task == "digits":
+    elif task == "digits":
         ds = data.load_digits_spikes(steps=steps, seed=seed)
-        return data.train_test_split(ds, test_fraction=0.2, seed=seed)
-    if path is None:
-        raise SystemExit("numbaspike train: --task shd needs --path FILE (an SHD/SSC HDF5 file)")
-    ds = data.load_shd(path, steps=steps)
+    else:
+        ds = data.load_shd(path, steps=steps)
+    if max_samples is not None and max_samples < len(ds):
+        ds = ds.subset(np.random.default_rng(seed).permutation(len(ds))[:max_samples])
     return data.train_test_split(ds, test_fraction=0.2, seed=seed)
 
 
@@ -133,7 +137,11 @@ def cmd_train(args) -> int:
     steps = args.steps if args.steps is not None else defaults["steps"]
     input_scale = args.input_scale if args.input_scale is not None else defaults["input_scale"]
     t0 = time.perf_counter()
-    train, test = load_task(args.task, steps, args.seed, args.path)
+    try:
+        train, test = load_task(args.task, steps, args.seed, args.path, args.max_samples)
+    except (FileNotFoundError, ValueError, ImportError) as err:
+        print(f"numbaspike train: {err}", file=sys.stderr)
+        return 2
     print(
         f"task {args.task}: {len(train)} train / {len(test)} test samples, "
         f"{train.n_inputs} inputs, {train.steps} steps, {train.n_classes} classes"
@@ -147,7 +155,11 @@ def cmd_train(args) -> int:
     }
     start_epoch, history = 0, None
     if args.resume:
-        ckpt = load_checkpoint(ckpt_path)
+        try:
+            ckpt = load_checkpoint(ckpt_path)
+        except (FileNotFoundError, ValueError) as err:
+            print(f"numbaspike train: cannot resume: {err}", file=sys.stderr)
+            return 2
         net, optimizer = ckpt.network, ckpt.make_optimizer()
         start_epoch, history = ckpt.epoch, ckpt.history
         print(f"resuming from {ckpt_path} after epoch {start_epoch}")
@@ -216,7 +228,13 @@ def main(argv=None) -> int:
         return 2
     if args.command == "train":
         if args.task == "shd" and args.path is None:
-            parser.error("--task shd needs --path FILE")
+            parser.error("--task shd needs --path FILE (an SHD/SSC HDF5 file)")
+        for name in ("hidden", "batch_size", "steps", "epochs", "max_samples"):
+            value = getattr(args, name)
+            if value is not None and value <= 0:
+                parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if args.lr <= 0 or args.alpha <= 0:
+            parser.error("--lr and --alpha must be positive")
         return cmd_train(args)
     return cmd_gradcheck(args)
 
