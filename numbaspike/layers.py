@@ -67,7 +67,7 @@ class Layer:
         self._grads: dict[str, np.ndarray] = {}
 
     def _add_param(self, name: str, value: np.ndarray) -> None:
-        self._params[name] = np.ascontiguousarray(value, dtype=self.dtype)
+        self._params[name] = np.array(value, dtype=self.dtype, order="C")  # owned, writeable
         self._grads[name] = np.zeros_like(self._params[name])
 
     def parameters(self) -> dict[str, np.ndarray]:

@@ -60,7 +60,7 @@ def surrogate_derivative(name: str, u: torch.Tensor, alpha: float) -> torch.Tens
     if name == "triangle":
         return alpha * torch.clamp(1.0 - u.abs(), min=0.0)
     if name == "boxcar":
-        return torch.where(u.abs() < alpha, 0.5 / alpha, 0.0).to(u.dtype)
+        return (u.abs() < alpha).to(u.dtype) * (0.5 / alpha)
     raise ValueError(f"unknown surrogate {name!r}")
 
 

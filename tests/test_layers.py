@@ -44,7 +44,9 @@ def test_linear_init_matches_torch_default_bounds():
 
 
 def test_sequential_shape_mismatch_is_named():
-    with pytest.raises(ValueError, match=r"layer 0 \(Linear\) outputs 8 features but layer 1 \(LIF\) expects 9"):
+    with pytest.raises(
+        ValueError, match=r"layer 0 \(Linear\) outputs 8 features but layer 1 \(LIF\) expects 9"
+    ):
         Sequential(L.Linear(4, 8), L.LIF(9))
     net = Sequential(L.Linear(4, 8), L.LIF(8))
     with pytest.raises(ValueError, match=r"x must have shape \(T, B, 4\)"):
@@ -64,14 +66,23 @@ def _torch_network_loss(net, x, gy):
     lif, li = net[1], net[3]
     cur = torch.tensor(x) @ t["0.weight"].T
     p = lif.current_parameters()
-    th = {k: t.get(f"1.{k}", torch.tensor(np.asarray(getattr(p, k), np.float64))) for k in ns.params.LIF_NEURON_FIELDS}
+    th = {
+        k: t.get(f"1.{k}", torch.tensor(np.asarray(getattr(p, k), np.float64)))
+        for k in ns.params.LIF_NEURON_FIELDS
+    }
     z, _ = lif_forward_torch(
         cur, th["tau_mem_inv"], th["tau_syn_inv"], th["v_leak"], th["v_th"], p.v_reset, lif.dt,
         p.surrogate, p.alpha, p.reset, p.detach_reset, p.smooth, w_rec=t["1.w_rec"],
     )  # fmt: skip
     cur2 = z @ t["2.weight"].T
     q = li.current_parameters()
-    v = li_forward_torch(cur2, torch.tensor(q.tau_mem_inv), torch.tensor(q.tau_syn_inv), torch.tensor(q.v_leak), li.dt)
+    v = li_forward_torch(
+        cur2,
+        torch.tensor(q.tau_mem_inv),
+        torch.tensor(q.tau_syn_inv),
+        torch.tensor(q.v_leak),
+        li.dt,
+    )
     v = v[0] if isinstance(v, tuple) else v
     loss = (v * torch.tensor(gy)).sum()
     loss.backward()
@@ -154,7 +165,9 @@ def test_constrain_keeps_time_constants_stable():
 def test_config_round_trip():
     net = Sequential(
         L.Linear(4, 6, bias=True, seed=0),
-        L.LIFRecurrent(6, ns.LIFParameters(v_th=np.linspace(0.5, 1.5, 6), reset="subtract"), learn=("v_th",)),
+        L.LIFRecurrent(
+            6, ns.LIFParameters(v_th=np.linspace(0.5, 1.5, 6), reset="subtract"), learn=("v_th",)
+        ),
         L.Linear(6, 2, seed=1),
         L.LI(2),
     )
@@ -164,3 +177,12 @@ def test_config_round_trip():
     np.testing.assert_array_equal(net(x), clone(x))
     with pytest.raises(ValueError, match="missing"):
         clone.load_parameters({})
+
+
+def test_learned_parameters_are_owned_writeable_copies():
+    p = ns.LIFParameters(v_th=np.ones(4))
+    lif = L.LIF(4, p, learn=("v_th",), dtype=np.float64)
+    arr = lif.parameters()["v_th"]
+    assert arr.flags.writeable and not np.shares_memory(arr, p.v_th)
+    arr += 0.5  # an optimiser step must not touch the parameters object
+    assert np.all(p.v_th == 1.0)
