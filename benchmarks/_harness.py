@@ -191,7 +191,8 @@ def _worker(factories: dict[str, Callable[[dict], Case]], side: str, params: dic
     t0 = time.perf_counter()
     case = factories[side.split("@")[0]](params)
     setup_s = time.perf_counter() - t0
-    warmup = int(params.get("warmup", case.warmup))
+    # one warm-up step compiles and sizes everything; timing workers may ask for more
+    warmup = 1 if mode == "memory" else int(params.get("warmup", case.warmup))
     t0 = time.perf_counter()
     warm_times = []
     for _ in range(max(warmup, 1)):

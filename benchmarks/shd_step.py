@@ -117,9 +117,12 @@ class NumbaspikeCase(H.Case):
 
 
 class _Timers:
+    """Per-step sums of named intervals; ``context`` prefixes the kernel timers."""
+
     def __init__(self):
         self.acc: dict[str, float] = {}
         self.runs: dict[str, list[float]] = {}
+        self.context = ""
 
     def add(self, key, dt):
         self.acc[key] = self.acc.get(key, 0.0) + dt
@@ -133,13 +136,17 @@ class _Timers:
         return {k: statistics.median(v) for k, v in self.runs.items()}
 
 
-def _wrap(module, name, timers, label):
+KERNEL_SEP = " :: "
+
+
+def _wrap(module, name, timers):
+    """Replace ``module.name`` (looked up at call time by numbaspike) by a timed wrapper."""
     fn = getattr(module, name)
 
     def timed(*args, **kwargs):
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
-        timers.add(label, time.perf_counter() - t0)
+        timers.add(f"{timers.context}{KERNEL_SEP}{name}", time.perf_counter() - t0)
         return out
 
     setattr(module, name, timed)
@@ -162,7 +169,7 @@ class NumbaspikeProfile(NumbaspikeCase):
             (cpu, "li_forward"),
             (cpu, "li_backward"),
         ):
-            _wrap(mod, name, self.t, f"kernel {name}")
+            _wrap(mod, name, self.t)
         self.labels_fwd = [
             "0 Linear 700->256",
             "1 LIFRecurrent 256",
@@ -177,18 +184,20 @@ class NumbaspikeProfile(NumbaspikeCase):
         t.add("zero_grad", pc() - t0)
         x, tapes, outputs = self.x, [], []
         for k, layer in enumerate(self.net.layers):
+            t.context = f"forward {self.labels_fwd[k]}"
             t0 = pc()
             x, tape = layer.forward(x)
-            t.add(f"forward {self.labels_fwd[k]}", pc() - t0)
+            t.add(t.context, pc() - t0)
             tapes.append(tape)
             outputs.append(x)
         t0 = pc()
         self.loss, g = self.loss_fn(x, self.labels)
         t.add("loss (max-over-time CE)", pc() - t0)
         for k in range(len(self.net.layers) - 1, -1, -1):
+            t.context = f"backward {self.labels_fwd[k]}"
             t0 = pc()
             g = self.net.layers[k].backward(g, tapes[k], need_input_grad=k > 0)
-            t.add(f"backward {self.labels_fwd[k]}", pc() - t0)
+            t.add(t.context, pc() - t0)
         t0 = pc()
         self.opt.step(self.net.gradients())
         t.add("Adam step", pc() - t0)
@@ -330,31 +339,40 @@ def lower_bound(mach: dict, nnz_x: int, nnz_h: int) -> dict:
 
 
 def _profile_table(ns_parts: dict, th_parts: dict, ns_step: float, th_step: float) -> str:
+    """Parts of both steps side by side; numbaspike's kernels (and the rest: checks,
+    allocation, NumPy/BLAS calls, Python) indented under the layer that called them."""
     lines = [
         "| part | numbaspike | % | PyTorch | % |",
         "|---|---:|---:|---:|---:|",
     ]
-    keys = [k for k in ns_parts if not k.startswith("kernel")]
-    keys += [k for k in th_parts if k not in keys]
-    ns_total = sum(v for k, v in ns_parts.items() if not k.startswith("kernel"))
+    parts = [k for k in ns_parts if KERNEL_SEP not in k]
+    parts += [k for k in th_parts if k not in parts]
+    ns_total = sum(ns_parts.get(k, 0.0) for k in parts)
     th_total = sum(th_parts.values())
 
-    def cell(parts, k, total):
-        v = parts.get(k)
+    def cell(v, total):
         return ("–", "") if v is None else (fmt_time(v), f"{100 * v / total:.0f}%")
 
-    for k in keys:
-        a, b = cell(ns_parts, k, ns_total), cell(th_parts, k, th_total)
+    for k in parts:
+        a, b = cell(ns_parts.get(k), ns_total), cell(th_parts.get(k), th_total)
         lines.append(f"| {k} | {a[0]} | {a[1]} | {b[0]} | {b[1]} |")
+        kernels = {
+            name.split(KERNEL_SEP)[1]: v
+            for name, v in ns_parts.items()
+            if name.startswith(k + KERNEL_SEP)
+        }
+        if kernels:
+            for name, v in kernels.items():
+                c = cell(v, ns_total)
+                lines.append(f"| &nbsp;&nbsp;└ kernel `{name}` | {c[0]} | {c[1]} | | |")
+            c = cell(max(ns_parts[k] - sum(kernels.values()), 0.0), ns_total)
+            lines.append(
+                f"| &nbsp;&nbsp;└ rest (checks, NumPy/BLAS, Python) | {c[0]} | {c[1]} | | |"
+            )
     lines.append(
-        f"| **sum of parts** (timed step median) | {fmt_time(ns_total)} ({fmt_time(ns_step)}) "
-        f"| | {fmt_time(th_total)} ({fmt_time(th_step)}) | |"
+        f"| **sum of parts** (median of the timed steps) | {fmt_time(ns_total)} "
+        f"({fmt_time(ns_step)}) | | {fmt_time(th_total)} ({fmt_time(th_step)}) | |"
     )
-    lines += ["", "numbaspike kernels inside those parts (median per step):", ""]
-    lines += ["| kernel | time | % of step |", "|---|---:|---:|"]
-    for k, v in sorted(ns_parts.items(), key=lambda kv: -kv[1]):
-        if k.startswith("kernel"):
-            lines.append(f"| {k[7:]} | {fmt_time(v)} | {100 * v / ns_total:.0f}% |")
     return "\n".join(lines)
 
 
