@@ -148,81 +148,189 @@ def _reset_block(hb, zb, th, v_reset, m, reset_code, smooth, vv):
             vv[k] = reset_step(hb[k], zb[k], th[k], v_reset, 0, False)
 
 
-@njit
-def _lif_step_block(
-    xt, am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth, vv, ii, hb, i1b, zb
+@njit(inline="always")
+def _step_loop(
+    xt, am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth, vv, ii, zt, ht, it
 ):
-    """One forward step of m neurons: state ``vv``, ``ii`` updated; ``h``, ``i'``, ``z`` out."""
     for k in range(m):
         h, i1, i_next = membrane_step(vv[k], ii[k], xt[k], am[k], dd[k], ll[k])
-        hb[k] = h
-        i1b[k] = i1
+        z = _spike(h - th[k], sg_code, alpha, smooth)
+        zt[k] = z
+        ht[k] = h
+        it[k] = i1
         ii[k] = i_next
-    _spike_block(hb, th, m, sg_code, alpha, smooth, zb)
-    _reset_block(hb, zb, th, v_reset, m, reset_code, smooth, vv)
+        vv[k] = reset_step(h, z, th[k], v_reset, reset_code, smooth)
 
 
-@njit
-def _adjoint_pass(
-    gzt, ht, zb, sb, th, v_reset, am, dd, m, reset_code, detach, gvb, gib, ghb, gthb
+@njit(inline="always")
+def _lif_step_row(
+    xt, am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth, vv, ii, zt, ht, it
 ):
-    """Reverse step of m neurons given spikes and surrogate values; updates ``gvb``, ``gib``
-    (``gib`` becomes dL/dx_t) and leaves ``gh`` and the v_th term in ``ghb``, ``gthb``."""
-    if reset_code == 0:
-        if detach:
-            for k in range(m):
-                gvb[k], gib[k], ghb[k], gthb[k] = lif_adjoint_step(
-                    gvb[k],
-                    gib[k],
-                    gzt[k],
-                    ht[k],
-                    zb[k],
-                    sb[k],
-                    th[k],
-                    v_reset,
-                    am[k],
-                    dd[k],
-                    0,
-                    True,
-                )
-        else:
-            for k in range(m):
-                gvb[k], gib[k], ghb[k], gthb[k] = lif_adjoint_step(
-                    gvb[k],
-                    gib[k],
-                    gzt[k],
-                    ht[k],
-                    zb[k],
-                    sb[k],
-                    th[k],
-                    v_reset,
-                    am[k],
-                    dd[k],
-                    0,
-                    False,
-                )
-    elif detach:
-        for k in range(m):
-            gvb[k], gib[k], ghb[k], gthb[k] = lif_adjoint_step(
-                gvb[k], gib[k], gzt[k], ht[k], zb[k], sb[k], th[k], v_reset, am[k], dd[k], 1, True
-            )
+    """One fused forward step of m neurons: state ``vv``, ``ii`` updated in place; ``z``, ``h``
+    and ``i'`` written to the rows ``zt``, ``ht``, ``it`` (output rows or scratch buffers).
+    The reset mode and smoothness are fixed per loop so the step-mode loops vectorise."""
+    if smooth:
+        _step_loop(
+            xt, am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, True, vv, ii, zt, ht, it
+        )
+    elif reset_code == 0:
+        _step_loop(xt, am, dd, ll, th, v_reset, m, 0, 0, alpha, False, vv, ii, zt, ht, it)
     else:
-        for k in range(m):
-            gvb[k], gib[k], ghb[k], gthb[k] = lif_adjoint_step(
-                gvb[k], gib[k], gzt[k], ht[k], zb[k], sb[k], th[k], v_reset, am[k], dd[k], 1, False
+        _step_loop(xt, am, dd, ll, th, v_reset, m, 1, 0, alpha, False, vv, ii, zt, ht, it)
+
+
+@njit(inline="always")
+def _adjoint_loop(
+    gzt, ht, zb, sb, th, v_reset, am, dd, m, reset_code, smooth, detach, gvb, gib, gxt, ghb, gthb, gi_in
+):  # fmt: skip
+    for k in range(m):
+        z = zb[k] if smooth else (1.0 if ht[k] > th[k] else 0.0)
+        gi_in[k] = gib[k]
+        gv_prev, gi1, gh, g_th = lif_adjoint_step(
+            gvb[k],
+            gib[k],
+            gzt[k],
+            ht[k],
+            z,
+            sb[k],
+            th[k],
+            v_reset,
+            am[k],
+            dd[k],
+            reset_code,
+            detach,
+        )
+        gvb[k] = gv_prev
+        gib[k] = gi1
+        gxt[k] = gi1
+        ghb[k] = gh
+        gthb[k] = g_th
+
+
+@njit(inline="always")
+def _adjoint_row(
+    gzt, ht, zb, sb, th, v_reset, am, dd, m, reset_code, smooth, detach, gvb, gib, gxt, ghb, gthb, gi_in
+):  # fmt: skip
+    """Fused reverse step of m neurons given the surrogate values ``sb`` (and, in smooth mode,
+    the spikes ``zb``): updates the adjoints ``gvb``, ``gib``, writes dL/dx_t to ``gxt`` and
+    leaves ``gh``, the v_th term and the incoming ``gi`` in ``ghb``, ``gthb``, ``gi_in``."""
+    if smooth:
+        _adjoint_loop(
+            gzt,
+            ht,
+            zb,
+            sb,
+            th,
+            v_reset,
+            am,
+            dd,
+            m,
+            reset_code,
+            True,
+            detach,
+            gvb,
+            gib,
+            gxt,
+            ghb,
+            gthb,
+            gi_in,
+        )
+    elif reset_code == 0:
+        if detach:
+            _adjoint_loop(
+                gzt,
+                ht,
+                zb,
+                sb,
+                th,
+                v_reset,
+                am,
+                dd,
+                m,
+                0,
+                False,
+                True,
+                gvb,
+                gib,
+                gxt,
+                ghb,
+                gthb,
+                gi_in,
             )
+        else:
+            _adjoint_loop(
+                gzt,
+                ht,
+                zb,
+                sb,
+                th,
+                v_reset,
+                am,
+                dd,
+                m,
+                0,
+                False,
+                False,
+                gvb,
+                gib,
+                gxt,
+                ghb,
+                gthb,
+                gi_in,
+            )
+    elif detach:
+        _adjoint_loop(
+            gzt,
+            ht,
+            zb,
+            sb,
+            th,
+            v_reset,
+            am,
+            dd,
+            m,
+            1,
+            False,
+            True,
+            gvb,
+            gib,
+            gxt,
+            ghb,
+            gthb,
+            gi_in,
+        )
+    else:
+        _adjoint_loop(
+            gzt,
+            ht,
+            zb,
+            sb,
+            th,
+            v_reset,
+            am,
+            dd,
+            m,
+            1,
+            False,
+            False,
+            gvb,
+            gib,
+            gxt,
+            ghb,
+            gthb,
+            gi_in,
+        )
 
 
 @njit
 def _lif_adjoint_block(
-    t, b, n0, m, gzt, h, i1, v0, am, dd, ll, th, v_reset, reset_code, sg_code, alpha, smooth,
-    detach, param_grads, gvb, gib, bufs, acc,
+    t, b, n0, m, gzt, gxt, h, i1, v0, am, dd, ll, th, v_reset, reset_code, sg_code, alpha,
+    smooth, detach, param_grads, gvb, gib, bufs, acc,
 ):  # fmt: skip
-    """Reverse step ``t`` of neurons ``n0:n0+m`` of batch row ``b``.
+    """Reverse step ``t`` of neurons ``n0:n0+m`` of batch row ``b``; dL/dx_t goes to ``gxt``.
 
     ``bufs`` (7, m) are scratch rows (z, s, gh, g_vth, gi before the step, v_{t-1}, z_{t-1});
     ``acc`` (4, m) float64 accumulates the parameter gradients (tau_mem, decay, v_th, v_leak).
-    On return ``gib`` holds dL/dx_t.
     """
     ht = h[t, b, n0 : n0 + m]
     zb, sb, ghb, gthb, gi_in, vpb, zpb = (
@@ -234,12 +342,29 @@ def _lif_adjoint_block(
         bufs[5],
         bufs[6],
     )
-    _spike_block(ht, th, m, sg_code, alpha, smooth, zb)
+    if smooth:
+        _spike_block(ht, th, m, sg_code, alpha, True, zb)
     _surrogate_grad_block(ht, th, m, sg_code, alpha, sb)
-    if param_grads:
-        for k in range(m):
-            gi_in[k] = gib[k]
-    _adjoint_pass(gzt, ht, zb, sb, th, v_reset, am, dd, m, reset_code, detach, gvb, gib, ghb, gthb)
+    _adjoint_row(
+        gzt,
+        ht,
+        zb,
+        sb,
+        th,
+        v_reset,
+        am,
+        dd,
+        m,
+        reset_code,
+        smooth,
+        detach,
+        gvb,
+        gib,
+        gxt,
+        ghb,
+        gthb,
+        gi_in,
+    )
     if param_grads:
         if t > 0:
             hp = h[t - 1, b, n0 : n0 + m]
@@ -297,16 +422,13 @@ def _lif_feed_forward_forward(
         vv, ii = v[b, n0:n1].copy(), i[b, n0:n1].copy()
         hb, i1b, zb = np.empty(m, x.dtype), np.empty(m, x.dtype), np.empty(m, x.dtype)
         for t in range(n_steps):
-            _lif_step_block(
+            zt = z_out[t, b, n0:n1] if store_z else zb
+            ht = h_out[t, b, n0:n1] if store_h else hb
+            it = i1_out[t, b, n0:n1] if store_i1 else i1b
+            _lif_step_row(
                 x[t, b, n0:n1], am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth,
-                vv, ii, hb, i1b, zb,
+                vv, ii, zt, ht, it,
             )  # fmt: skip
-            if store_z:
-                _store_row(z_out, t, b, n0, zb, m)
-            if store_h:
-                _store_row(h_out, t, b, n0, hb, m)
-            if store_i1:
-                _store_row(i1_out, t, b, n0, i1b, m)
             if store_trace:
                 _store_row(v_out, t, b, n0, vv, m)
                 _store_row(i_out, t, b, n0, ii, m)
@@ -337,10 +459,10 @@ def _lif_feed_forward_backward(
         acc = np.zeros((4, m), np.float64)
         for t in range(n_steps - 1, -1, -1):
             _lif_adjoint_block(
-                t, b, n0, m, grad_z[t, b, n0:n1], h, i1, v0, am, dd, ll, th, v_reset, reset_code,
-                sg_code, alpha, smooth, detach, param_grads, gvb, gib, bufs, acc,
+                t, b, n0, m, grad_z[t, b, n0:n1], gx[t, b, n0:n1], h, i1, v0, am, dd, ll, th,
+                v_reset, reset_code, sg_code, alpha, smooth, detach, param_grads, gvb, gib, bufs,
+                acc,
             )  # fmt: skip
-            _store_row(gx, t, b, n0, gib, m)
         gv[b, n0:n1] = gvb
         gi[b, n0:n1] = gib
         if param_grads:
@@ -377,17 +499,14 @@ def _recurrent_forward_block(
     xt = x[t, b, n0 : n0 + m]
     for k in range(m):
         rb[k] = xt[k] + rb[k]
-    _lif_step_block(
-        rb, am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth, vv, ii, hb, i1b, zb
+    zt = z_out[t, b, n0 : n0 + m] if store_z else zb
+    ht = h_out[t, b, n0 : n0 + m] if store_h else hb
+    it = i1_out[t, b, n0 : n0 + m] if store_i1 else i1b
+    _lif_step_row(
+        rb, am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth, vv, ii, zt, ht, it
     )
     for k in range(m):
-        z_next[b, n0 + k] = zb[k]
-    if store_z:
-        _store_row(z_out, t, b, n0, zb, m)
-    if store_h:
-        _store_row(h_out, t, b, n0, hb, m)
-    if store_i1:
-        _store_row(i1_out, t, b, n0, i1b, m)
+        z_next[b, n0 + k] = zt[k]
     if store_trace:
         _store_row(v_out, t, b, n0, vv, m)
         _store_row(i_out, t, b, n0, ii, m)
@@ -474,10 +593,9 @@ def _recurrent_adjoint_block(
     for k in range(m):
         gzb[k] = grad_z[t, b, n0 + k] + gzb[k]
     _lif_adjoint_block(
-        t, b, n0, m, gzb, h, i1, v0, am, dd, ll, th, v_reset, reset_code, sg_code, alpha,
-        smooth, detach, param_grads, gvb, gib, bufs, acc,
+        t, b, n0, m, gzb, gx[t, b, n0 : n0 + m], h, i1, v0, am, dd, ll, th, v_reset, reset_code,
+        sg_code, alpha, smooth, detach, param_grads, gvb, gib, bufs, acc,
     )  # fmt: skip
-    _store_row(gx, t, b, n0, gib, m)
 
 
 def _lif_recurrent_backward_stepwise(
