@@ -31,9 +31,6 @@ from .validation import as_float_array, check_positive_int
 
 __all__ = ["Layer", "Linear", "LIF", "LIFRecurrent", "LI"]
 
-#: Below this fraction of non-zero inputs a projection uses the event-driven kernels.
-SPARSE_INPUT_DENSITY = 0.08
-
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
@@ -154,7 +151,7 @@ class Linear(Layer):
         x = _check_layer_input("x", x, self.n_in, self.dtype)
         n_steps, batch, _ = x.shape
         flat = x.reshape(-1, self.n_in)
-        sparse = np.count_nonzero(flat) < SPARSE_INPUT_DENSITY * flat.size
+        sparse = projection.use_sparse_path(projection.density(flat), self.n_out)
         w = self._params["weight"]
         if sparse:
             y = np.empty((flat.shape[0], self.n_out), self.dtype)

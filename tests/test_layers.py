@@ -7,6 +7,7 @@ from reference_torch import li_forward_torch, lif_forward_torch
 
 import numbaspike as ns
 from numbaspike import layers as L
+from numbaspike.kernels import projection
 from numbaspike.network import Sequential
 
 
@@ -14,14 +15,16 @@ def _spikes(rng, shape, rate):
     return (rng.random(shape) < rate).astype(np.float64)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("rate", [0.02, 0.5])
 @pytest.mark.parametrize("bias", [False, True])
-def test_linear_sparse_and_dense_paths_agree_with_numpy(rate, bias):
+def test_linear_sparse_and_dense_paths_agree_with_numpy(rate, bias, sparse, monkeypatch):
+    monkeypatch.setattr(projection, "use_sparse_path", lambda density, n_out: sparse)
     rng = np.random.default_rng(0)
     lin = L.Linear(30, 17, bias=bias, seed=1, dtype=np.float64)
     x = _spikes(rng, (11, 4, 30), rate) * rng.normal(size=(11, 4, 30))
     y, tape = lin.forward(x)
-    assert tape.sparse == (rate < 0.08)
+    assert tape.sparse == sparse
     expected = x @ lin.weight.T + (lin.parameters()["bias"] if bias else 0)
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
     g = rng.normal(size=y.shape)
@@ -31,6 +34,33 @@ def test_linear_sparse_and_dense_paths_agree_with_numpy(rate, bias):
     np.testing.assert_allclose(lin.gradients()["weight"], gw, rtol=1e-10, atol=1e-12)
     if bias:
         np.testing.assert_allclose(lin.gradients()["bias"], g.sum(axis=(0, 1)), rtol=1e-12)
+
+
+def test_sparse_path_choice_follows_density_and_width():
+    assert projection.use_sparse_path(0.02, 256)  # SHD-like input into a wide layer
+    assert not projection.use_sparse_path(0.5, 256)  # dense input
+    assert not projection.use_sparse_path(0.02, 20)  # narrow readout: BLAS wins
+    x = (np.random.default_rng(0).random((300, 700)) < 0.03).astype(np.float32)
+    assert abs(projection.density(x) - 0.03) < 0.005
+
+
+@pytest.mark.parametrize("budget", [0, 1 << 30])
+def test_sparse_weight_grad_strategies_agree_and_ignore_thread_count(budget, monkeypatch):
+    monkeypatch.setattr(projection, "PARTIALS_BUDGET", budget)
+    rng = np.random.default_rng(2)
+    x = _spikes(rng, (203, 70), 0.05)
+    gy = rng.normal(size=(203, 33))
+    out = np.zeros((70, 33))
+    projection.sparse_input_weight_grad(x, gy, out)
+    np.testing.assert_allclose(out, x.T @ gy, rtol=1e-12, atol=1e-12)
+    before = ns.get_num_threads()
+    try:
+        ns.set_num_threads(1)
+        one = np.zeros((70, 33))
+        projection.sparse_input_weight_grad(x, gy, one)
+    finally:
+        ns.set_num_threads(before)
+    np.testing.assert_array_equal(one, out)
 
 
 def test_linear_init_matches_torch_default_bounds():

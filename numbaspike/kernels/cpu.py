@@ -21,6 +21,10 @@ mode (reset, surrogate, detach, smooth) chosen outside the loop: LLVM vectorises
 loops, which it cannot do for one long loop that reads and writes many argument arrays
 (it must assume they may alias) and branches on runtime codes.
 
+Backward products (recurrent and weight gradients) may fuse multiply-adds
+(``fastmath={"contract"}``); forward kernels never do, so that spikes are computed with
+exactly the rounding of an elementwise implementation.
+
 Kernels trust their inputs: :mod:`numbaspike.functional` checks shapes, dtypes,
 contiguity and finiteness once, and casts parameters to per-neuron arrays of the
 working dtype, so each kernel compiles once per dtype. Output arrays that a call does
@@ -568,7 +572,7 @@ def _lif_recurrent_forward_batchwise(
     z_state[:, :] = z_cur
 
 
-@njit
+@njit(fastmath={"contract"})
 def _recurrent_grad(gx, t, b, w_rec, n0, m, grb):
     """``grb = gx[t, b] @ w_rec[:, n0:n0+m]`` (zero when ``t`` is past the last step)."""
     for k in range(m):
@@ -627,28 +631,62 @@ def _lif_recurrent_backward_stepwise(
         _recurrent_grad(gx, 0, b, w_rec, n0, n1 - n0, gz_rec[b, n0:n1])
 
 
+#: Batch rows processed together by the batch-parallel recurrent backward kernel: each row
+#: of ``w_rec`` is loaded once per group for the recurrent gradient of all its rows.
+ROW_GROUP = 8
+
+
+@njit(fastmath={"contract"})
+def _recurrent_grad_group(gx, t, b0, rows, w_rec, grb):
+    """``grb[r] = gx[t, b0 + r] @ w_rec`` for ``r < rows`` (zero past the last step); the sum
+    over ``j`` runs in the same order for every row as in :func:`_recurrent_grad`."""
+    n = w_rec.shape[1]
+    grb[:rows] = 0.0
+    if t < gx.shape[0]:
+        for j in range(w_rec.shape[0]):
+            for r in range(rows):
+                g = gx[t, b0 + r, j]
+                if g != 0.0:
+                    for k in range(n):
+                        grb[r, k] += g * w_rec[j, k]
+
+
 def _lif_recurrent_backward_batchwise(
     grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha,
     smooth, detach, param_grads, gx, gv, gi, gz_rec, g_am, g_decay, g_vth, g_vleak,
 ):  # fmt: skip
-    """As :func:`_lif_recurrent_backward_stepwise`, parallel over batch rows only."""
+    """As :func:`_lif_recurrent_backward_stepwise`, parallel over groups of up to
+    :data:`ROW_GROUP` batch rows, each group running all steps (one parallel region)."""
     n_steps, batch, n = grad_z.shape
-    for b in prange(batch):
+    group = max(1, min(ROW_GROUP, batch // 4))  # at least 4 groups to share out
+    n_groups = (batch + group - 1) // group
+    for grp in prange(n_groups):
+        b0 = grp * group
+        rows = min(group, batch - b0)
         am, dd, ll, th = a_m.copy(), decay_s.copy(), v_leak.copy(), v_th.copy()
-        gvb, gib = gv[b].copy(), gi[b].copy()
+        gvb, gib = gv[b0 : b0 + rows].copy(), gi[b0 : b0 + rows].copy()
         bufs = np.empty((7, n), h.dtype)
-        gzb = np.empty(n, h.dtype)
-        acc = np.zeros((4, n), np.float64)
+        grb = np.empty((rows, n), h.dtype)
+        acc = np.zeros((rows, 4, n), np.float64)
         for t in range(n_steps - 1, -1, -1):
-            _recurrent_adjoint_block(
-                t, b, 0, n, grad_z, h, i1, v0, w_rec, am, dd, ll, th, v_reset, reset_code,
-                sg_code, alpha, smooth, detach, param_grads, gx, gvb, gib, gzb, bufs, acc,
-            )  # fmt: skip
-        gv[b] = gvb
-        gi[b] = gib
-        if param_grads:
-            _flush_param_grads(acc, b, 0, n, g_am, g_decay, g_vth, g_vleak)
-        _recurrent_grad(gx, 0, b, w_rec, 0, n, gz_rec[b])
+            _recurrent_grad_group(gx, t + 1, b0, rows, w_rec, grb)
+            for r in range(rows):
+                b = b0 + r
+                gzb = grb[r]
+                for k in range(n):
+                    gzb[k] = grad_z[t, b, k] + gzb[k]
+                _lif_adjoint_block(
+                    t, b, 0, n, gzb, gx[t, b], h, i1, v0, am, dd, ll, th, v_reset, reset_code,
+                    sg_code, alpha, smooth, detach, param_grads, gvb[r], gib[r], bufs, acc[r],
+                )  # fmt: skip
+        _recurrent_grad_group(gx, 0, b0, rows, w_rec, grb)
+        for r in range(rows):
+            b = b0 + r
+            gv[b] = gvb[r]
+            gi[b] = gib[r]
+            gz_rec[b] = grb[r]
+            if param_grads:
+                _flush_param_grads(acc[r], b, 0, n, g_am, g_decay, g_vth, g_vleak)
 
 
 # --- leaky integrator ---------------------------------------------------------------------
