@@ -3,11 +3,23 @@
 The kernels use Numba's thread pool: ``NUMBA_NUM_THREADS`` (read when numba is first
 imported) fixes its size, and :func:`set_num_threads` lowers the number used from then on.
 Results do not depend on the thread count: no kernel reduces across threads.
+
+Unless ``NUMBA_THREADING_LAYER`` is set, numbaspike selects Numba's ``workqueue``
+threading layer. With the OpenMP layer, idle worker threads spin between parallel regions
+and compete for the cores with OpenBLAS's threads (used by the projections) and with the
+next kernel's threads; on a 2-core machine a training step was measured 2-3x slower that
+way. ``workqueue`` must not be used from several Python threads at once; set
+``NUMBA_THREADING_LAYER=omp`` (or ``tbb``) to run numbaspike from concurrent threads.
 """
 
 from __future__ import annotations
 
+import os
+
 import numba
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 __all__ = ["get_num_threads", "set_num_threads"]
 
