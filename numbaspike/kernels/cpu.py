@@ -10,8 +10,9 @@ of neurons. The recurrent current is event-driven: only the weights of neurons t
 spiked in the previous step are read.
 
 Each kernel is compiled twice from one Python function: with ``parallel=True`` and
-as a serial, on-disk cached (``cache=True``) version in which ``prange`` is a plain
-``range``. The public names are small dispatchers that run the serial version for
+as a serial version in which ``prange`` is a plain ``range``; both are cached on disk
+(``cache=True``; tests/test_cache.py checks that kernels loaded from the cache give
+bit-identical results). The public names are small dispatchers that run the serial version for
 problems too small to repay opening a parallel region (:data:`SERIAL_WORK`); both give
 bit-identical results, since no kernel reduces across threads.
 
@@ -794,7 +795,7 @@ def _recurrent_work(args) -> int:
 
 def _pair(fn, work):
     """A dispatcher over the parallel and the cached serial compilation of ``fn``."""
-    parallel = njit(parallel=True)(fn)
+    parallel = njit(parallel=True, cache=True)(fn)
     serial = njit(cache=True)(fn)
 
     def kernel(*args):
@@ -813,8 +814,8 @@ lif_feed_forward_forward = _pair(_lif_feed_forward_forward, _feed_forward_work)
 def _recurrent_pair(stepwise_fn, batchwise_fn):
     """Serial for small problems; parallel over batch rows (one region) when there are at
     least as many rows as threads; otherwise one parallel region per step over neuron blocks."""
-    batchwise = njit(parallel=True)(batchwise_fn)
-    stepwise = njit(parallel=True)(stepwise_fn)
+    batchwise = njit(parallel=True, cache=True)(batchwise_fn)
+    stepwise = njit(parallel=True, cache=True)(stepwise_fn)
     serial = njit(cache=True)(batchwise_fn)
 
     def kernel(*args):
