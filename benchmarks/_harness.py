@@ -8,9 +8,10 @@ Every measurement runs in a subprocess started from the benchmark's own script
   is idle: the parent keeps one warm worker per side and asks them for one timed step
   at a time, alternating ``A B B A A B ...`` so that slow phases of a noisy machine hit
   both sides alike;
-* peak memory is measured in a fresh process per side: build the problem, run the
-  warm-up step(s) at the same size (JIT compilation, allocator warm-up), reset the
-  kernel's high-water mark (``echo 5 > /proc/self/clear_refs``, which also resets
+* peak memory is measured in a fresh process per side: build the problem, run one
+  warm-up step (JIT compilation, allocator warm-up; at the same size, or a shorter run of
+  the same kernels, see :meth:`Case.memory_warmup`), hand the freed
+  memory back to the system (``malloc_trim``), reset the kernel's high-water mark (``echo 5 > /proc/self/clear_refs``, which also resets
   ``ru_maxrss``), read the resident set size as the baseline, run ONE step, and report
   ``ru_maxrss - baseline``: the memory the step itself needs on top of its inputs,
   parameters and the compiled code;
@@ -142,6 +143,22 @@ def maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
+def release_free_memory() -> bool:
+    """Give the memory that the allocator keeps for reuse back to the system
+    (``malloc_trim(0)``, glibc). Without it, memory freed by the warm-up step stays
+    resident and counts in the baseline (glibc raises its mmap threshold after large
+    frees, so even big arrays come from the heap), and the measured step, reusing it,
+    looks as if it needed nothing."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
 def reset_peak_rss() -> bool:
     """Reset the high-water mark of the resident set (Linux >= 4.0); False if not possible."""
     try:
@@ -168,6 +185,20 @@ class Case:
 
     def step(self) -> None:
         raise NotImplementedError
+
+    def memory_warmup(self) -> None:
+        """The warm-up step of a memory worker (default: :meth:`step`). A case may run a
+        shorter problem of the same kind here if that compiles the same kernels."""
+        self.step()
+
+    def profile_step(self) -> None:
+        """The step with timers around its parts (cases that support profiling); asked
+        for after the timed steps, so instrumentation never slows those down."""
+        raise NotImplementedError
+
+    def profile(self) -> dict[str, float]:
+        """Median time of each part over the :meth:`profile_step` calls."""
+        return {}
 
     def info(self) -> dict[str, Any]:
         return {}
@@ -197,11 +228,12 @@ def _worker(factories: dict[str, Callable[[dict], Case]], side: str, params: dic
     warm_times = []
     for _ in range(max(warmup, 1)):
         t1 = time.perf_counter()
-        case.step()
+        case.memory_warmup() if mode == "memory" else case.step()
         warm_times.append(time.perf_counter() - t1)
     warm_s = time.perf_counter() - t0
     gc.collect()
     if mode == "memory":
+        trimmed = release_free_memory()
         reset_ok = reset_peak_rss()
         base = rss_mb()
         peak_before = maxrss_mb()
@@ -212,6 +244,7 @@ def _worker(factories: dict[str, Callable[[dict], Case]], side: str, params: dic
                 "peak_mb": peak - base,
                 "baseline_mb": base,
                 "hwm_reset": reset_ok,
+                "malloc_trim": trimmed,
                 "maxrss_before_mb": peak_before,
                 "maxrss_mb": peak,
                 "vmhwm_mb": (_status_kb("VmHWM") or 0) * 1024 / 1e6,
@@ -219,14 +252,22 @@ def _worker(factories: dict[str, Callable[[dict], Case]], side: str, params: dic
         )
         return
     send({"ready": True, "setup_s": setup_s, "warmup_s": warm_s, "warmup_times": warm_times})
+    profiled = False
     for line in sys.stdin:
         cmd = line.strip()
+        profiled = profiled or cmd == "profile"
         if cmd == "step":
             t1 = time.perf_counter()
             case.step()
             send({"t": time.perf_counter() - t1})
+        elif cmd == "profile":
+            t1 = time.perf_counter()
+            case.profile_step()
+            send({"t": time.perf_counter() - t1})
         elif cmd == "info":
             info = case.info()
+            if profiled:
+                info["profile"] = case.profile()
             info["libraries"] = library_info()
             send(info)
         elif cmd == "quit":
@@ -289,22 +330,38 @@ class Worker:
         os.unlink(self.log.name)
 
 
-def time_sides(script, sides: dict[str, dict], repeats: int) -> dict[str, dict]:
+def _alternate(workers: dict, cmd: str, repeats: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in workers}
+    order = list(workers)
+    for r in range(repeats):
+        for name in order if r % 2 == 0 else order[::-1]:
+            time.sleep(SWITCH_PAUSE_S)
+            times[name].append(workers[name].ask(cmd)["t"])
+    return times
+
+
+def time_sides(
+    script, sides: dict[str, dict], repeats: int, profile: tuple[dict, int] | None = None
+) -> dict[str, dict]:
     """Time several sides of one case, alternating them step by step.
 
     ``sides`` maps a side name to its parameters. Returns per side: the list of step
-    times, their median, the warm-up report and :meth:`Case.info`.
+    times, their median, the warm-up report and :meth:`Case.info`. With
+    ``profile=(sides, repeats)``, those sides then run that many profiled steps
+    (alternated too) and their info gets ``"profile"`` (median per part) and
+    ``"profile_median"`` (median profiled step).
     """
     workers = {name: Worker(script, name, params) for name, params in sides.items()}
     try:
         ready = {name: w.recv() for name, w in workers.items()}
-        times: dict[str, list[float]] = {name: [] for name in workers}
-        order = list(workers)
-        for r in range(repeats):
-            for name in order if r % 2 == 0 else order[::-1]:
-                time.sleep(SWITCH_PAUSE_S)
-                times[name].append(workers[name].ask("step")["t"])
+        times = _alternate(workers, "step", repeats)
+        prof_times = {}
+        if profile:
+            prof_sides, prof_repeats = profile
+            prof_times = _alternate({k: workers[k] for k in prof_sides}, "profile", prof_repeats)
         infos = {name: w.ask("info") for name, w in workers.items()}
+        for name, t in prof_times.items():
+            infos[name]["profile_median"] = statistics.median(t)
     finally:
         for w in workers.values():
             w.close()
@@ -326,14 +383,21 @@ def compare(
     sides=("numbaspike", "torch"),
     memory: bool = True,
     timing_only_sides=(),
+    profile_repeats: int = 0,
 ) -> dict[str, dict]:
-    """Alternating timing of ``sides`` (and ``timing_only_sides``) on ``params``, then the
+    """Alternating timing of ``sides`` (and ``timing_only_sides``) on ``params``, then
+    ``profile_repeats`` profiled steps of ``sides`` (see :func:`time_sides`), then the
     peak memory of each of ``sides``.
 
     The memory workers of the sides run at the same time (each in its own fresh process;
     nothing is timed then), which saves one warm-up (JIT compilation) of wall time.
     """
-    out = time_sides(script, {s: params for s in (*sides, *timing_only_sides)}, repeats)
+    out = time_sides(
+        script,
+        {s: params for s in (*sides, *timing_only_sides)},
+        repeats,
+        profile=(sides, profile_repeats) if profile_repeats else None,
+    )
     if memory:
         workers = {s: Worker(script, s, params, mode="memory") for s in sides}
         try:
@@ -410,6 +474,19 @@ def save_rows(name: str, rows: list[dict], **meta) -> Path:
         json.dumps({"name": name, "rows": rows, **meta}, indent=1, default=_json_default)
     )
     return path
+
+
+def one_thread_note(ns: dict, ns1: dict) -> str:
+    """Table note comparing numbaspike on its default threads with ``@1t`` (one thread)."""
+    from report import fmt_time
+
+    threads = ns["info"]["libraries"].get("numba_threads")
+    t, t1 = ns["median"], ns1["median"]
+    return (
+        f"numbaspike with its kernels on 1 thread (NUMBA_NUM_THREADS=1, BLAS unchanged): "
+        f"{fmt_time(t1)}, vs {fmt_time(t)} on {threads} threads "
+        f"(speed-up from threading {t1 / t:.2f}x)"
+    )
 
 
 def log(name: str, msg: str) -> None:

@@ -161,9 +161,7 @@ def run(args) -> dict:
         "numbaspike_1thread_times": ns1["times"],
         "notes": [
             f"neuron-steps per second: numbaspike {nsps_ns:.3g}, PyTorch {nsps_th:.3g}",
-            f"numbaspike with its kernels on 1 thread (NUMBA_NUM_THREADS=1): "
-            f"{fmt_time(ns1['median'])} ({ns['median'] / ns1['median']:.2f}x the speed of "
-            f"{ns['info']['libraries']['numba_threads']} threads)",
+            H.one_thread_note(ns, ns1),
             f"* PyTorch ran T={t_torch} steps ({fmt_time(th['median'])}) and is scaled by "
             f"{scale:g}; its spike rate is over those {t_torch} steps",
         ],

@@ -66,9 +66,17 @@ class NumbaspikeCase(H.Case):
         self.lin.zero_grad()
         y, tape_lin = self.lin.forward(self.x)
         z, tape_lif = self.lif.forward(y)
+        del y  # the LIF tape keeps h, not its input current
         self.loss = float(z.sum(dtype=np.float64))
         grad_y = self.lif.backward(np.ones_like(z), tape_lif)
         self.lin.backward(grad_y, tape_lin, need_input_grad=False)
+
+    def memory_warmup(self):
+        # 10 steps compile the same (parallel) kernels as 500 and leave the big arrays
+        # of a full step out of the memory worker's wall time
+        full, self.x = self.x, self.x[:10]
+        self.step()
+        self.x = full
 
     def info(self):
         return {"rate": self.loss / self.x.size}
@@ -96,6 +104,11 @@ class TorchCase(H.Case):
         loss = z.sum()
         loss.backward()
         self.loss = loss.item()
+
+    def memory_warmup(self):
+        full, self.x = self.x, self.x[:10]
+        self.step()
+        self.x = full
 
     def info(self):
         return {"rate": self.loss / self.x.numel()}

@@ -68,6 +68,18 @@ def build_report(quick: bool, status: dict, src: dict, elapsed: float) -> str:
         rows += data.get("rows", [])
         sections.update(data.get("sections", {}))
         loads[name] = data.get("load_before", {}).get("loadavg", [None])[0]
+    ns_libs = next(
+        (
+            libs
+            for r in rows
+            for libs in (
+                r.get("libraries", {}).get("numbaspike"),
+                r.get("info", {}).get("numbaspike", {}).get("libraries"),
+            )
+            if libs
+        ),
+        {},
+    )
     changes = src["numbaspike_changes"]
     lines = [
         f"# numbaspike vs PyTorch benchmarks ({'quick' if quick else 'full'} run)",
@@ -83,6 +95,9 @@ def build_report(quick: bool, status: dict, src: dict, elapsed: float) -> str:
         "1-minute load average when each benchmark started: "
         + ", ".join(f"{k} {v:.1f}" for k, v in loads.items() if v is not None)
         + f" (on {mach['cores']} cores: above ~0.5 other processes compete for them).",
+        f"numbaspike workers: numba {ns_libs.get('numba_threads', '?')} threads, "
+        f"{ns_libs.get('numba_threading_layer', '?')} threading layer; "
+        f"{H.blas_summary(ns_libs) if ns_libs else ''}.",
         "",
         report.markdown_rows(rows),
     ]
@@ -95,10 +110,57 @@ def build_report(quick: bool, status: dict, src: dict, elapsed: float) -> str:
     return "\n".join(lines)
 
 
+def _write(text: str, rows: list[dict]) -> Path:
+    md_path = H.RESULTS / "results.md"
+    md_path.write_text(text)
+    if rows:
+        report.plot(rows, H.RESULTS / "results.png")
+    return md_path
+
+
+def _load_rows() -> list[dict]:
+    rows = []
+    for name in BENCHMARKS:
+        path = H.RESULTS / f"{name}.json"
+        if path.exists():
+            rows += json.loads(path.read_text()).get("rows", [])
+    return rows
+
+
+def rebuild_report() -> None:
+    """results.md / results.png from the saved JSON (e.g. after changing report.py)."""
+    run_json = H.RESULTS / "run.json"
+    if run_json.exists():
+        meta = json.loads(run_json.read_text())
+    else:  # from the benchmarks' own files
+        saved = [
+            json.loads(p.read_text())
+            for k in BENCHMARKS
+            if (p := H.RESULTS / f"{k}.json").exists()
+        ]
+        meta = {
+            "quick": any(d.get("quick") for d in saved),
+            "source": source_state(),
+            "elapsed_s": sum(d.get("elapsed_s", 0.0) for d in saved),
+        }
+    status = {k: (True, 0.0) for k in BENCHMARKS if (H.RESULTS / f"{k}.json").exists()}
+    text = build_report(meta["quick"], status, meta["source"], meta["elapsed_s"])
+    print(text)
+    print(f"[run_all] rewrote {_write(text, _load_rows())}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rebuild results.md and results.png from the JSON files of the last run",
+    )
     args = parser.parse_args()
+    if args.report_only:
+        rebuild_report()
+        return
     t0 = time.perf_counter()
     H.RESULTS.mkdir(parents=True, exist_ok=True)
     for name in BENCHMARKS:  # stale results of an earlier run must not be reported
@@ -110,16 +172,11 @@ def main() -> None:
     for name in BENCHMARKS:
         status[name] = _run(name, args.quick)
     elapsed = time.perf_counter() - t0
+    (H.RESULTS / "run.json").write_text(
+        json.dumps({"quick": args.quick, "source": src, "elapsed_s": elapsed}, indent=1)
+    )
     text = build_report(args.quick, status, src, elapsed)
-    md_path = H.RESULTS / "results.md"
-    md_path.write_text(text)
-    rows = []
-    for name in BENCHMARKS:
-        path = H.RESULTS / f"{name}.json"
-        if status[name][0] and path.exists():
-            rows += json.loads(path.read_text()).get("rows", [])
-    if rows:
-        report.plot(rows, H.RESULTS / "results.png")
+    md_path = _write(text, _load_rows())
     print("\n" + text)
     print(
         f"[run_all] {elapsed / 60:.1f} min; wrote {md_path} and {H.RESULTS / 'results.png'}; "

@@ -15,9 +15,10 @@ used for every step and the weights keep training, as in a real run.
   loops of ``torch_snn.py``, ``out.max(0).values``, ``F.cross_entropy``, ``backward()``,
   ``torch.optim.Adam``.
 
-Also reports numbaspike with ``NUMBA_NUM_THREADS=1`` (a third alternated side), the time of
-one epoch of the SHD training set (8156 samples = 127.4 steps) and a breakdown of both
-steps by part (separate workers with timers around layers and kernels, alternated too).
+Also reports numbaspike with ``NUMBA_NUM_THREADS=1`` (a third alternated side; not with
+``--quick``), the time of one epoch of the SHD training set (8156 samples = 127.4 steps)
+and a breakdown of both steps by part: after the timed steps, the same workers run
+extra steps with timers around the layers and numbaspike's kernels.
 
 Lower bound (see ``machine.py``), with ``E_x = T*B*700``, ``E_h = T*B*256``,
 ``E_o = T*B*20`` elements, ``nnz_x``, ``nnz_h`` the input and hidden spike counts and
@@ -75,47 +76,6 @@ def make_data(seed: int = 0):
 # --------------------------------------------------------------------------------------
 
 
-class NumbaspikeCase(H.Case):
-    warmup = 3
-
-    def __init__(self, params):
-        from numbaspike.layers import LI, LIFRecurrent, Linear
-        from numbaspike.losses import MaxOverTimeCrossEntropy
-        from numbaspike.network import Sequential
-        from numbaspike.optim import Adam
-
-        self.x, self.labels, (w1, w_rec, w2) = make_data()
-        self.net = Sequential(
-            Linear(N_IN, N_HID), LIFRecurrent(N_HID), Linear(N_HID, N_OUT), LI(N_OUT)
-        )
-        self.net.load_parameters({"0.weight": w1, "1.w_rec": w_rec, "2.weight": w2})
-        self.loss_fn = MaxOverTimeCrossEntropy()
-        self.opt = Adam(self.net.parameters(), lr=LR)
-        self.hidden = None
-        self.loss = None
-
-    def step(self):
-        net = self.net
-        net.zero_grad()
-        y, tape = net.forward(self.x)
-        self.loss, grad = self.loss_fn(y, self.labels)
-        net.backward(grad, tape)
-        self.opt.step(net.gradients())
-        self.hidden = tape.outputs[1]
-
-    def info(self):
-        _, tape = self.net.forward(self.x)
-        return {
-            "rate": float(np.count_nonzero(self.hidden)) / self.hidden.size,
-            "nnz_x": int(np.count_nonzero(self.x)),
-            "nnz_h": int(np.count_nonzero(self.hidden)),
-            "loss": float(self.loss),
-            "sparse_path": [
-                None if getattr(t, "sparse", None) is None else bool(t.sparse) for t in tape.tapes
-            ],
-        }
-
-
 class _Timers:
     """Per-step sums of named intervals; ``context`` prefixes the kernel timers."""
 
@@ -152,39 +112,62 @@ def _wrap(module, name, timers):
     setattr(module, name, timed)
 
 
-class NumbaspikeProfile(NumbaspikeCase):
-    """The same step, layer by layer, with timers around the layers and the kernels."""
+LAYER_LABELS = ("0 Linear 700->256", "1 LIFRecurrent 256", "2 Linear 256->20", "3 LI 20")
+
+
+class NumbaspikeCase(H.Case):
+    warmup = 3
 
     def __init__(self, params):
-        super().__init__(params)
-        from numbaspike.kernels import cpu, projection
+        from numbaspike.layers import LI, LIFRecurrent, Linear
+        from numbaspike.losses import MaxOverTimeCrossEntropy
+        from numbaspike.network import Sequential
+        from numbaspike.optim import Adam
 
-        self.t = _Timers()
-        for mod, name in (
-            (projection, "sparse_input_matmul"),
-            (projection, "sparse_input_weight_grad"),
-            (cpu, "lif_recurrent_forward"),
-            (cpu, "lif_recurrent_backward"),
-            (cpu, "recurrent_weight_grad"),
-            (cpu, "li_forward"),
-            (cpu, "li_backward"),
-        ):
-            _wrap(mod, name, self.t)
-        self.labels_fwd = [
-            "0 Linear 700->256",
-            "1 LIFRecurrent 256",
-            "2 Linear 256->20",
-            "3 LI 20",
-        ]
+        self.x, self.labels, (w1, w_rec, w2) = make_data()
+        self.net = Sequential(
+            Linear(N_IN, N_HID), LIFRecurrent(N_HID), Linear(N_HID, N_OUT), LI(N_OUT)
+        )
+        self.net.load_parameters({"0.weight": w1, "1.w_rec": w_rec, "2.weight": w2})
+        self.loss_fn = MaxOverTimeCrossEntropy()
+        self.opt = Adam(self.net.parameters(), lr=LR)
+        self.hidden = None
+        self.loss = None
+        self.timers = None
 
     def step(self):
-        t, pc = self.t, time.perf_counter
+        net = self.net
+        net.zero_grad()
+        y, tape = net.forward(self.x)
+        self.loss, grad = self.loss_fn(y, self.labels)
+        net.backward(grad, tape)
+        self.opt.step(net.gradients())
+        self.hidden = tape.outputs[1]
+
+    def profile_step(self):
+        """The same step layer by layer (as ``Sequential`` runs it), with timers around
+        the layers and, inside them, around numbaspike's kernels."""
+        if self.timers is None:
+            from numbaspike.kernels import cpu, projection
+
+            self.timers = _Timers()
+            for mod, name in (
+                (projection, "sparse_input_matmul"),
+                (projection, "sparse_input_weight_grad"),
+                (cpu, "lif_recurrent_forward"),
+                (cpu, "lif_recurrent_backward"),
+                (cpu, "recurrent_weight_grad"),
+                (cpu, "li_forward"),
+                (cpu, "li_backward"),
+            ):
+                _wrap(mod, name, self.timers)
+        t, pc, layers = self.timers, time.perf_counter, self.net.layers
         t0 = pc()
         self.net.zero_grad()
         t.add("zero_grad", pc() - t0)
         x, tapes, outputs = self.x, [], []
-        for k, layer in enumerate(self.net.layers):
-            t.context = f"forward {self.labels_fwd[k]}"
+        for k, layer in enumerate(layers):
+            t.context = f"forward {LAYER_LABELS[k]}"
             t0 = pc()
             x, tape = layer.forward(x)
             t.add(t.context, pc() - t0)
@@ -193,10 +176,10 @@ class NumbaspikeProfile(NumbaspikeCase):
         t0 = pc()
         self.loss, g = self.loss_fn(x, self.labels)
         t.add("loss (max-over-time CE)", pc() - t0)
-        for k in range(len(self.net.layers) - 1, -1, -1):
-            t.context = f"backward {self.labels_fwd[k]}"
+        for k in range(len(layers) - 1, -1, -1):
+            t.context = f"backward {LAYER_LABELS[k]}"
             t0 = pc()
-            g = self.net.layers[k].backward(g, tapes[k], need_input_grad=k > 0)
+            g = layers[k].backward(g, tapes[k], need_input_grad=k > 0)
             t.add(t.context, pc() - t0)
         t0 = pc()
         self.opt.step(self.net.gradients())
@@ -204,8 +187,20 @@ class NumbaspikeProfile(NumbaspikeCase):
         self.hidden = outputs[1]
         t.flush()
 
+    def profile(self):
+        return self.timers.medians()
+
     def info(self):
-        return {"parts": self.t.medians()}
+        _, tape = self.net.forward(self.x)
+        return {
+            "rate": float(np.count_nonzero(self.hidden)) / self.hidden.size,
+            "nnz_x": int(np.count_nonzero(self.x)),
+            "nnz_h": int(np.count_nonzero(self.hidden)),
+            "loss": float(self.loss),
+            "sparse_path": [
+                None if getattr(t, "sparse", None) is None else bool(t.sparse) for t in tape.tapes
+            ],
+        }
 
 
 # --------------------------------------------------------------------------------------
@@ -236,6 +231,7 @@ class TorchCase(H.Case):
         self.opt = torch.optim.Adam([self.lin1.weight, self.w_rec, self.lin2.weight], lr=LR)
         self.hidden = None
         self.loss = None
+        self.timers = _Timers()
 
     def step(self):
         self.opt.zero_grad()
@@ -247,35 +243,23 @@ class TorchCase(H.Case):
         self.hidden = hidden.detach()
         self.loss = loss.item()
 
-    def info(self):
-        return {
-            "rate": float(self.hidden.count_nonzero()) / self.hidden.numel(),
-            "loss": self.loss,
-        }
-
-
-class TorchProfile(TorchCase):
-    def __init__(self, params):
-        super().__init__(params)
-        self.t = _Timers()
-
-    def step(self):
-        t, pc = self.t, time.perf_counter
+    def profile_step(self):
+        t, pc = self.timers, time.perf_counter
         t0 = pc()
         self.opt.zero_grad()
         t.add("zero_grad", pc() - t0)
         t0 = pc()
         cur = self.lin1(self.x)
-        t.add("forward 0 Linear 700->256", pc() - t0)
+        t.add(f"forward {LAYER_LABELS[0]}", pc() - t0)
         t0 = pc()
         hidden = self.snn.lif_recurrent(cur, self.w_rec, self.p)
-        t.add("forward 1 LIFRecurrent 256", pc() - t0)
+        t.add(f"forward {LAYER_LABELS[1]}", pc() - t0)
         t0 = pc()
         cur2 = self.lin2(hidden)
-        t.add("forward 2 Linear 256->20", pc() - t0)
+        t.add(f"forward {LAYER_LABELS[2]}", pc() - t0)
         t0 = pc()
         out = self.snn.li_readout(cur2, self.p)
-        t.add("forward 3 LI 20", pc() - t0)
+        t.add(f"forward {LAYER_LABELS[3]}", pc() - t0)
         t0 = pc()
         loss = self.F.cross_entropy(out.max(dim=0).values, self.labels)
         t.add("loss (max-over-time CE)", pc() - t0)
@@ -286,18 +270,20 @@ class TorchProfile(TorchCase):
         self.opt.step()
         t.add("Adam step", pc() - t0)
         self.hidden = hidden.detach()
+        self.loss = loss.item()
         t.flush()
 
+    def profile(self):
+        return self.timers.medians()
+
     def info(self):
-        return {"parts": self.t.medians()}
+        return {
+            "rate": float(self.hidden.count_nonzero()) / self.hidden.numel(),
+            "loss": self.loss,
+        }
 
 
-FACTORIES = {
-    "numbaspike": NumbaspikeCase,
-    "torch": TorchCase,
-    "numbaspike-profile": NumbaspikeProfile,
-    "torch-profile": TorchProfile,
-}
+FACTORIES = {"numbaspike": NumbaspikeCase, "torch": TorchCase}
 
 # --------------------------------------------------------------------------------------
 # lower bound and driver
@@ -370,7 +356,7 @@ def _profile_table(ns_parts: dict, th_parts: dict, ns_step: float, th_step: floa
                 f"| &nbsp;&nbsp;└ rest (checks, NumPy/BLAS, Python) | {c[0]} | {c[1]} | | |"
             )
     lines.append(
-        f"| **sum of parts** (median of the timed steps) | {fmt_time(ns_total)} "
+        f"| **sum of parts** (median profiled step) | {fmt_time(ns_total)} "
         f"({fmt_time(ns_step)}) | | {fmt_time(th_total)} ({fmt_time(th_step)}) | |"
     )
     return "\n".join(lines)
@@ -378,10 +364,13 @@ def _profile_table(ns_parts: dict, th_parts: dict, ns_step: float, th_step: floa
 
 def run(args) -> dict:
     mach = machine.load(gemm_shapes(args.quick))
-    repeats = 5 if args.quick else 15
-    H.log(NAME, f"timing {repeats} steps per side, alternating ...")
-    res = H.compare(__file__, {}, repeats, timing_only_sides=("numbaspike@1t",))
-    ns, th, ns1 = res["numbaspike"], res["torch"], res["numbaspike@1t"]
+    repeats, prof_repeats = (5, 5) if args.quick else (15, 9)
+    one_thread = () if args.quick else ("numbaspike@1t",)
+    H.log(NAME, f"timing {repeats} steps per side, then {prof_repeats} profiled, alternating ...")
+    res = H.compare(
+        __file__, {}, repeats, timing_only_sides=one_thread, profile_repeats=prof_repeats
+    )
+    ns, th, ns1 = res["numbaspike"], res["torch"], res.get("numbaspike@1t")
     lb = lower_bound(mach, ns["info"]["nnz_x"], ns["info"]["nnz_h"])
     steps_per_epoch = SHD_TRAIN_SAMPLES / B
     epoch_ns, epoch_th = ns["median"] * steps_per_epoch, th["median"] * steps_per_epoch
@@ -402,31 +391,25 @@ def run(args) -> dict:
         "lb_s": lb["total"],
         "lb": lb,
         "epoch_s": {"numbaspike": epoch_ns, "torch": epoch_th},
-        "numbaspike_1thread_s": ns1["median"],
-        "numbaspike_1thread_times": ns1["times"],
         "info": {"numbaspike": ns["info"], "torch": th["info"]},
         "notes": [
             f"one epoch of SHD train ({SHD_TRAIN_SAMPLES} samples, {steps_per_epoch:.1f} steps "
             f"of B={B}): numbaspike {fmt_time(epoch_ns)}, PyTorch {fmt_time(epoch_th)}",
-            f"numbaspike with its kernels on 1 thread (NUMBA_NUM_THREADS=1; BLAS unchanged): "
-            f"{fmt_time(ns1['median'])} ({ns['median'] / ns1['median']:.2f}x the speed of "
-            f"{ns['info']['libraries']['numba_threads']} threads)",
             f"input density {ns['info']['nnz_x'] / (M * N_IN):.2%}; event-driven "
             f"(sparse) path used by Linear 700->256: {paths[0]}, Linear 256->20: {paths[2]}",
         ],
     }
-    prof_repeats = 5 if args.quick else 9
-    H.log(NAME, f"profiling ({prof_repeats} steps per side) ...")
-    prof = H.time_sides(
-        __file__, {"numbaspike-profile": {}, "torch-profile": {}}, repeats=prof_repeats
-    )
+    if ns1 is not None:
+        row["numbaspike_1thread_s"] = ns1["median"]
+        row["numbaspike_1thread_times"] = ns1["times"]
+        row["notes"].insert(1, H.one_thread_note(ns, ns1))
     table = _profile_table(
-        prof["numbaspike-profile"]["info"]["parts"],
-        prof["torch-profile"]["info"]["parts"],
-        prof["numbaspike-profile"]["median"],
-        prof["torch-profile"]["median"],
+        ns["info"]["profile"],
+        th["info"]["profile"],
+        ns["info"]["profile_median"],
+        th["info"]["profile_median"],
     )
-    row["profile"] = {k: v["info"]["parts"] for k, v in prof.items()}
+    row["profile"] = {"numbaspike": ns["info"]["profile"], "torch": th["info"]["profile"]}
     return {"rows": [row], "sections": {"SHD training step: where the time goes": table}}
 
 
