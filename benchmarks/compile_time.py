@@ -11,9 +11,8 @@ Each measurement is a fresh Python process (environment as in ``_harness.py``):
 * **train step**: the SHD network of ``shd_step.py`` (Linear 700->256, LIFRecurrent 256,
   Linear 256->20, LI 20, max-over-time CE, Adam), at two sizes:
 
-  - ``SHD size`` (T=100, B=64): large enough for the kernels' parallel versions, which are
-    compiled with ``parallel=True`` and not cached on disk;
-  - ``tiny`` (T=20, B=2, 50-32r-5): small enough for the serial versions (``cache=True``);
+  - ``SHD size`` (T=100, B=64): large enough for the kernels' ``parallel=True`` versions;
+  - ``tiny`` (T=20, B=2, 50-32r-5): small enough for their serial versions;
     skipped with ``--quick``.
 
   First a process with ``NUMBA_CACHE_DIR`` pointing to an empty temporary directory

@@ -29,6 +29,7 @@ def variant(request, monkeypatch):
         monkeypatch.setattr(cpu, "SERIAL_WORK", 0)
     if request.param == "stepwise":  # fewer batch rows than threads -> one region per step
         monkeypatch.setattr(cpu, "get_num_threads", lambda: 1 << 30)
+        monkeypatch.setattr(cpu, "STEPWISE_WORK", 0)
     return request.param
 
 
