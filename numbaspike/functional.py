@@ -301,6 +301,28 @@ def _final_adjoints(grad_final_state, batch, n, dtype):
     return gv, gi
 
 
+class _BackwardBuffers(NamedTuple):
+    """Arrays a CPU backward kernel writes: dL/dx, the state adjoints and (B, N) float64
+    accumulators of the parameter gradients (size 0 without parameter gradients)."""
+
+    gx: np.ndarray
+    gv: np.ndarray
+    gi: np.ndarray
+    i1: np.ndarray
+    accumulators: tuple[np.ndarray, ...]
+
+
+def _backward_buffers(tape, out: np.ndarray, grad_final_state, n_accumulators: int):
+    n_steps, batch, n = out.shape
+    dtype = out.dtype
+    gv, gi = _final_adjoints(grad_final_state, batch, n, dtype)
+    param_grads = tape.i1 is not None
+    acc_shape = (batch, n) if param_grads else (0, 0)
+    accumulators = tuple(np.zeros(acc_shape, np.float64) for _ in range(n_accumulators))
+    i1 = tape.i1 if param_grads else np.empty((0, 0, 0), dtype)
+    return _BackwardBuffers(np.empty_like(out), gv, gi, i1, accumulators)
+
+
 def _reduce_param_grad(given, per_neuron: np.ndarray, dtype):
     """Sum (B, N) accumulators over batch, and over neurons for a scalar parameter."""
     total = per_neuron.sum(axis=0)
@@ -348,11 +370,9 @@ def lif_backward(
     grad_z = _check_output_grad("grad_z", grad_z, h.shape, dtype)
     p, c = tape.p, tape.coeffs
     param_grads = tape.i1 is not None
-    gx = np.empty_like(h)
-    gv, gi = _final_adjoints(grad_final_state, batch, n, dtype)
-    acc_shape = (batch, n) if param_grads else (0, 0)
-    g_am, g_decay, g_vth, g_vleak = (np.zeros(acc_shape, np.float64) for _ in range(4))
-    i1 = tape.i1 if param_grads else np.empty((0, 0, 0), dtype)
+    gx, gv, gi, i1, (g_am, g_decay, g_vth, g_vleak) = _backward_buffers(
+        tape, h, grad_final_state, 4
+    )
     common = (c.a_m, c.decay_s, c.v_leak, c.v_th, c.v_reset)
     codes = (p.reset_code, p.surrogate_code, float(p.alpha), bool(p.smooth), bool(p.detach_reset))
     grad_w_rec = grad_z0 = None
@@ -497,11 +517,7 @@ def li_backward(
     grad_v = _check_output_grad("grad_v", grad_v, v_out.shape, dtype)
     p, c = tape.p, tape.coeffs
     param_grads = tape.i1 is not None
-    gx = np.empty_like(v_out)
-    gv, gi = _final_adjoints(grad_final_state, batch, n, dtype)
-    acc_shape = (batch, n) if param_grads else (0, 0)
-    g_am, g_decay, g_vleak = (np.zeros(acc_shape, np.float64) for _ in range(3))
-    i1 = tape.i1 if param_grads else np.empty((0, 0, 0), dtype)
+    gx, gv, gi, i1, (g_am, g_decay, g_vleak) = _backward_buffers(tape, v_out, grad_final_state, 3)
     cpu.li_backward(
         grad_v, v_out, i1, tape.v0, c.a_m, c.decay_s, c.v_leak, param_grads,
         gx, gv, gi, g_am, g_decay, g_vleak,
