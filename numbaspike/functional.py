@@ -113,7 +113,7 @@ def _check_input(x) -> np.ndarray:
     return x
 
 
-def _initial_state(state, p, coeffs, batch: int, n: int, dtype, recurrent: bool):
+def _initial_state(state, coeffs, batch: int, n: int, dtype):
     """(v0, i0, z0, given) as fresh (B, N) arrays."""
     if state is None:
         v0 = np.array(np.broadcast_to(coeffs.v_leak, (batch, n)), dtype=dtype, order="C")
@@ -122,9 +122,9 @@ def _initial_state(state, p, coeffs, batch: int, n: int, dtype, recurrent: bool)
         raise TypeError("state must be a LIFState / LIState or a tuple (v, i) or (v, i, z)")
     v0 = broadcast_state("state.v", state[0], batch, n, dtype)
     i0 = broadcast_state("state.i", state[1], batch, n, dtype)
-    z_given = len(state) == 3 and state[2] is not None
-    z0 = broadcast_state("state.z", state[2], batch, n, dtype) if z_given else None
-    if z0 is None:
+    if len(state) == 3 and state[2] is not None:
+        z0 = broadcast_state("state.z", state[2], batch, n, dtype)
+    else:
         z0 = np.zeros((batch, n), dtype)
     return v0, i0, z0, True
 
@@ -238,7 +238,7 @@ def lif_forward(
     n_steps, batch, n = x.shape
     dtype = x.dtype
     coeffs = _coefficients(p, dt, n, dtype)
-    v, i, z_state, given = _initial_state(state, p, coeffs, batch, n, dtype, w_rec is not None)
+    v, i, z_state, given = _initial_state(state, coeffs, batch, n, dtype)
     v0 = v.copy()
     z0 = z_state.copy()
     z = np.empty_like(x)
@@ -481,7 +481,7 @@ def li_forward(
     n_steps, batch, n = x.shape
     dtype = x.dtype
     coeffs = _coefficients(p, dt, n, dtype)
-    v, i, _, given = _initial_state(state, p, coeffs, batch, n, dtype, False)
+    v, i, _, given = _initial_state(state, coeffs, batch, n, dtype)
     v0 = v.copy()
     out = np.empty_like(x)
     i1 = np.empty_like(x) if param_grads else np.empty((0, 0, 0), dtype)
@@ -658,7 +658,7 @@ def lif_simulate(
         if coeffs is None:
             dtype = xc.dtype
             coeffs = _coefficients(p, dt, n, dtype)
-            v, i, z_state, _ = _initial_state(state, p, coeffs, batch, n, dtype, w_rec is not None)
+            v, i, z_state, _ = _initial_state(state, coeffs, batch, n, dtype)
             counts = np.zeros((batch, n), np.int64)
             if w_rec is not None:
                 w_rec_t = np.ascontiguousarray(_check_w_rec(w_rec, n, dtype).T)
