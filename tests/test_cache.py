@@ -9,6 +9,9 @@ import sys
 SNIPPET = r"""
 import hashlib, numpy as np, numbaspike as ns
 from numbaspike.kernels import cpu
+small = np.ones((3, 1, 4), np.float32)  # small enough for the serial variants
+for w_small in (None, np.eye(4, dtype=np.float32)):
+    ns.lif_forward(small, w_rec=w_small)
 cpu.SERIAL_WORK = 0  # force the parallel variants
 rng = np.random.default_rng(0)
 x = rng.normal(0.8, 3.0, (20, 4, 300)).astype(np.float32)
@@ -39,3 +42,15 @@ def test_cached_kernels_give_identical_results(tmp_path):
     cached = _run(tmp_path)  # loads from the cache
     assert fresh == cached
     assert len(fresh) == len(hashlib.sha256().hexdigest())
+
+
+def test_serial_and_parallel_variants_have_their_own_cache_entries(tmp_path):
+    """Numba keys its cache by function name, not by compiler flags: without a separate
+    name, the serial variant of a kernel would load the parallel compilation (or vice versa)."""
+    _run(tmp_path)
+    index_files = {f for _, _, files in os.walk(tmp_path) for f in files if f.endswith(".nbi")}
+    for kernel in ("_lif_feed_forward_forward", "_lif_recurrent_forward_batchwise"):
+        parallel = [f for f in index_files if f.startswith(f"cpu.{kernel}-")]
+        serial = [f for f in index_files if f.startswith(f"cpu.{kernel}_serial-")]
+        assert parallel and serial, sorted(index_files)
+

@@ -34,6 +34,8 @@ not need are passed with size 0 and a ``store_*`` flag of ``False``.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 from numba import get_num_threads, njit, prange
 
@@ -482,7 +484,7 @@ def _lif_feed_forward_backward(
 # --- recurrent LIF ------------------------------------------------------------------------
 
 
-@njit
+@njit(inline="always")
 def _recurrent_current(z_row, w_t, n0, m, rb):
     """``rb = z_row @ w_t[:, n0:n0+m]``, event-driven: only rows of neurons that spiked."""
     for k in range(m):
@@ -490,12 +492,11 @@ def _recurrent_current(z_row, w_t, n0, m, rb):
     for j in range(z_row.shape[0]):
         zj = z_row[j]
         if zj != 0.0:
-            wj = w_t[j, n0 : n0 + m]
             for k in range(m):
-                rb[k] += zj * wj[k]
+                rb[k] += zj * w_t[j, n0 + k]
 
 
-@njit
+@njit(inline="always")
 def _recurrent_forward_block(
     t, b, n0, m, x, w_rec_t, am, dd, ll, th, v_reset, reset_code, sg_code, alpha, smooth,
     vv, ii, z_cur, z_next, bufs, z_out, h_out, i1_out, v_out, i_out, store_z, store_h,
@@ -840,10 +841,28 @@ def _recurrent_work(args) -> int:
     return n_steps * batch * n * (1 + n // 8)
 
 
+def _renamed(fn, suffix: str):
+    """A copy of the function ``fn`` named ``fn.__name__ + suffix``.
+
+    Numba's on-disk cache keys a compilation by the function's qualified name and
+    bytecode, not by the compiler flags: a serial and a parallel dispatcher of one Python
+    function would share (and overwrite) one cache entry, so that the "serial" kernel
+    loaded from the cache could be the parallel one. The serial variants are therefore
+    compiled from a renamed copy, cached under their own name.
+    """
+    clone = types.FunctionType(
+        fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__
+    )
+    clone.__qualname__ = fn.__qualname__ + suffix
+    clone.__module__ = fn.__module__
+    clone.__doc__ = fn.__doc__
+    return clone
+
+
 def _pair(fn, work):
     """A dispatcher over the parallel and the cached serial compilation of ``fn``."""
     parallel = njit(parallel=True, cache=True)(fn)
-    serial = njit(cache=True)(fn)
+    serial = njit(cache=True)(_renamed(fn, "_serial"))
 
     def kernel(*args):
         return (parallel if work(args) >= SERIAL_WORK else serial)(*args)
@@ -863,7 +882,7 @@ def _recurrent_pair(stepwise_fn, batchwise_fn):
     least as many rows as threads; otherwise one parallel region per step over neuron blocks."""
     batchwise = njit(parallel=True, cache=True)(batchwise_fn)
     stepwise = njit(parallel=True, cache=True)(stepwise_fn)
-    serial = njit(cache=True)(batchwise_fn)
+    serial = njit(cache=True)(_renamed(batchwise_fn, "_serial"))
 
     def kernel(*args):
         n_steps, batch, _ = args[0].shape
