@@ -35,10 +35,13 @@ def variant(request, monkeypatch):
 
 @pytest.mark.parametrize("recurrent", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_kernel_variants_are_bit_identical(variant, recurrent, dtype):
+@pytest.mark.parametrize("batch", [3, 22])  # 22: row groups of 5 = a block of 4 rows + 1
+def test_kernel_variants_are_bit_identical(variant, recurrent, dtype, batch):
+    if batch == 22 and not recurrent:
+        pytest.skip("row groups exist only in the recurrent backward kernel")
     rng = np.random.default_rng(0)
     n = cpu.BLOCK + 37  # two neuron blocks, the last partial
-    x = rng.normal(0.8, 3.0, (12, 3, n)).astype(dtype)
+    x = rng.normal(0.8, 3.0, (12, batch, n)).astype(dtype)
     w_rec = rng.normal(0, 0.3, (n, n)).astype(dtype) if recurrent else None
     p = ns.LIFParameters(v_th=np.linspace(0.8, 1.2, n), surrogate="atan", alpha=2.0)
     got = _run(x, p, w_rec)
@@ -51,8 +54,12 @@ def test_kernel_variants_are_bit_identical(variant, recurrent, dtype):
         np.testing.assert_array_equal(a, b)
 
 
-def test_results_do_not_depend_on_thread_count(monkeypatch):
+@pytest.mark.parametrize("partials_budget", [cpu.WEIGHT_GRAD_PARTIALS_BUDGET, 0])
+def test_results_do_not_depend_on_thread_count(monkeypatch, partials_budget):
+    """With 0 bytes for partial gradients, the recurrent weight gradient is computed by
+    blocks of presynaptic neurons instead of by chunks of steps."""
     monkeypatch.setattr(cpu, "SERIAL_WORK", 0)
+    monkeypatch.setattr(cpu, "WEIGHT_GRAD_PARTIALS_BUDGET", partials_budget)
     rng = np.random.default_rng(1)
     x = rng.normal(0.8, 3.0, (20, 4, 300))
     w = rng.normal(0, 0.2, (300, 300))
@@ -66,6 +73,17 @@ def test_results_do_not_depend_on_thread_count(monkeypatch):
         ns.set_num_threads(before)
     for a, b in zip(one, many, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_recurrent_weight_grad_strategies_agree(monkeypatch):
+    rng = np.random.default_rng(2)
+    x = rng.normal(0.8, 3.0, (15, 5, 70))
+    w = rng.normal(0, 0.3, (70, 70))
+    by_chunks = _run(x, ns.LIFParameters(), w)[-7]
+    monkeypatch.setattr(cpu, "WEIGHT_GRAD_PARTIALS_BUDGET", 0)
+    by_columns = _run(x, ns.LIFParameters(), w)[-7]
+    assert np.abs(by_chunks).max() > 0
+    np.testing.assert_allclose(by_chunks, by_columns, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("n", [0, -1, 10**6, 1.5])

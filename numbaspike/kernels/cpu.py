@@ -662,34 +662,63 @@ def _lif_recurrent_backward_stepwise(
 ROW_GROUP = 8
 
 
+@njit(inline="always", fastmath={"contract"})
+def _add_four_inputs_one_row(g, w_rec, j, out, r):
+    """``out[r] += g[0] w_rec[j] + ... + g[3] w_rec[j+3]`` (the order of
+    :func:`_recurrent_grad`)."""
+    a0, a1, a2, a3 = g[0], g[1], g[2], g[3]
+    for k in range(w_rec.shape[1]):
+        out[r, k] += (
+            a0 * w_rec[j, k] + a1 * w_rec[j + 1, k] + a2 * w_rec[j + 2, k] + a3 * w_rec[j + 3, k]
+        )
+
+
 @njit(fastmath={"contract"})
 def _recurrent_grad_group(gx, t, b0, rows, w_rec, grb):
     """``grb[r] = gx[t, b0 + r] @ w_rec`` for ``r < rows`` (zero past the last step).
 
-    Four rows of ``w_rec`` are combined per pass over an output row (a quarter of the
-    loads and stores of the accumulator); the stepwise kernel uses this same function, so
-    both variants sum in the same order.
+    Four rows of ``w_rec`` are combined per pass over an output row, and four output rows
+    share each load of those weights (a 4 x 4 block: 4 weight loads, 4 output loads and
+    stores for 16 multiply-adds per vector of outputs). Every output sums its terms in the
+    order of :func:`_recurrent_grad`, which the stepwise kernel uses, so that both kernel
+    variants agree bit for bit.
     """
     n = w_rec.shape[1]
     n_j = w_rec.shape[0]
     grb[:rows] = 0.0
     if t >= gx.shape[0]:
         return
+    g = np.empty((4, 4), gx.dtype)
     j = 0
     while j + 4 <= n_j:
-        for r in range(rows):
-            a0 = gx[t, b0 + r, j]
-            a1 = gx[t, b0 + r, j + 1]
-            a2 = gx[t, b0 + r, j + 2]
-            a3 = gx[t, b0 + r, j + 3]
-            if a0 != 0.0 or a1 != 0.0 or a2 != 0.0 or a3 != 0.0:
+        r = 0
+        while r + 4 <= rows:
+            any_nonzero = False
+            for q in range(4):
+                for p in range(4):
+                    g[q, p] = gx[t, b0 + r + q, j + p]
+                    any_nonzero = any_nonzero or g[q, p] != 0.0
+            if any_nonzero:
+                a0, a1, a2, a3 = g[0, 0], g[0, 1], g[0, 2], g[0, 3]
+                c0, c1, c2, c3 = g[1, 0], g[1, 1], g[1, 2], g[1, 3]
+                d0, d1, d2, d3 = g[2, 0], g[2, 1], g[2, 2], g[2, 3]
+                e0, e1, e2, e3 = g[3, 0], g[3, 1], g[3, 2], g[3, 3]
                 for k in range(n):
-                    grb[r, k] += (
-                        a0 * w_rec[j, k]
-                        + a1 * w_rec[j + 1, k]
-                        + a2 * w_rec[j + 2, k]
-                        + a3 * w_rec[j + 3, k]
-                    )
+                    w0 = w_rec[j, k]
+                    w1 = w_rec[j + 1, k]
+                    w2 = w_rec[j + 2, k]
+                    w3 = w_rec[j + 3, k]
+                    grb[r, k] += a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3
+                    grb[r + 1, k] += c0 * w0 + c1 * w1 + c2 * w2 + c3 * w3
+                    grb[r + 2, k] += d0 * w0 + d1 * w1 + d2 * w2 + d3 * w3
+                    grb[r + 3, k] += e0 * w0 + e1 * w1 + e2 * w2 + e3 * w3
+            r += 4
+        while r < rows:
+            for p in range(4):
+                g[0, p] = gx[t, b0 + r, j + p]
+            if g[0, 0] != 0.0 or g[0, 1] != 0.0 or g[0, 2] != 0.0 or g[0, 3] != 0.0:
+                _add_four_inputs_one_row(g[0], w_rec, j, grb, r)
+            r += 1
         j += 4
     while j < n_j:
         for r in range(rows):
@@ -807,13 +836,54 @@ def _li_backward(
 # --- recurrent weight gradient ------------------------------------------------------------
 
 
-def _recurrent_weight_grad(gx, h, v_th, z0, sg_code, alpha, smooth, grad_w_t):
-    """``grad_w_t[j, :] += sum_{t,b} z_{t-1}[b, j] * gx[t, b, :]`` with the spikes recomputed
-    from the tape (``z_{-1} = z0``); event-driven: only neurons that fired contribute.
+#: Fixed number of chunks of (step, batch row) pairs of the recurrent weight gradient, each
+#: summing into a private partial gradient (independent of the thread count, so the
+#: summation order, and thus the result, is too).
+WEIGHT_GRAD_CHUNKS = 8
+#: Largest total size in bytes of those partial gradients; above it, work items own blocks
+#: of presynaptic neurons instead.
+WEIGHT_GRAD_PARTIALS_BUDGET = 32 << 20
 
-    Work items own blocks of presynaptic neurons ``j``, so no two threads write the same row
-    and the result does not depend on the thread count.
-    """
+
+@njit(inline="always")
+def _previous_spike(h, z0, t, b, j, v_th, sg_code, alpha, smooth):
+    """``z_{t-1}[b, j]`` recomputed from the tape (``z_{-1} = z0``)."""
+    if t == 0:
+        return z0[b, j]
+    return _spike(h[t - 1, b, j] - v_th[j], sg_code, alpha, smooth)
+
+
+def _recurrent_weight_grad_partials(gx, h, v_th, z0, sg_code, alpha, smooth, partials):
+    """``partials[c, j, :] = sum z_{t-1}[b, j] * gx[t, b, :]`` over the (t, b) pairs of chunk
+    ``c``; event-driven: each pair reads its row of ``gx`` once and adds it to the rows of
+    the neurons that fired at the step before."""
+    n_steps, batch, n = gx.shape
+    n_rows = n_steps * batch
+    chunks = partials.shape[0]
+    per_chunk = (n_rows + chunks - 1) // chunks
+    for c in prange(chunks):
+        for row in range(c * per_chunk, min((c + 1) * per_chunk, n_rows)):
+            t = row // batch
+            b = row % batch
+            for j in range(n):
+                z = _previous_spike(h, z0, t, b, j, v_th, sg_code, alpha, smooth)
+                if z != 0.0:
+                    for k in range(n):
+                        partials[c, j, k] += z * gx[t, b, k]
+
+
+def _sum_partials(partials, out):
+    """``out += partials.sum(0)``, summed in chunk order."""
+    chunks, n_j, n = partials.shape
+    for j in prange(n_j):
+        for c in range(chunks):
+            for k in range(n):
+                out[j, k] += partials[c, j, k]
+
+
+def _recurrent_weight_grad_by_columns(gx, h, v_th, z0, sg_code, alpha, smooth, grad_w_t):
+    """``grad_w_t[j, :] += sum_{t,b} z_{t-1}[b, j] * gx[t, b, :]``; work items own blocks of
+    16 presynaptic neurons ``j`` (for layers too wide for per-chunk partials)."""
     n_steps, batch, n = gx.shape
     n_blocks = (n + 15) // 16
     for blk in prange(n_blocks):
@@ -821,15 +891,11 @@ def _recurrent_weight_grad(gx, h, v_th, z0, sg_code, alpha, smooth, grad_w_t):
         j1 = min(j0 + 16, n)
         for t in range(n_steps):
             for b in range(batch):
-                gxt = gx[t, b]
                 for j in range(j0, j1):
-                    if t == 0:
-                        z = z0[b, j]
-                    else:
-                        z = _spike(h[t - 1, b, j] - v_th[j], sg_code, alpha, smooth)
+                    z = _previous_spike(h, z0, t, b, j, v_th, sg_code, alpha, smooth)
                     if z != 0.0:
                         for k in range(n):
-                            grad_w_t[j, k] += z * gxt[k]
+                            grad_w_t[j, k] += z * gx[t, b, k]
 
 
 def _feed_forward_work(args) -> int:
@@ -912,4 +978,27 @@ li_forward = _pair(_li_forward, _feed_forward_work)
 li_backward = _pair(_li_backward, _feed_forward_work)
 
 
-recurrent_weight_grad = _pair(_recurrent_weight_grad, _feed_forward_work)
+_weight_grad_partials = _pair(_recurrent_weight_grad_partials, _feed_forward_work)
+_weight_grad_sum = _pair(_sum_partials, lambda args: args[0].size)
+_weight_grad_by_columns = _pair(_recurrent_weight_grad_by_columns, _feed_forward_work)
+
+
+def recurrent_weight_grad(gx, h, v_th, z0, sg_code, alpha, smooth, grad_w_t):
+    """``grad_w_t[j, :] += sum_{t,b} z_{t-1}[b, j] * gx[t, b, :]`` (``grad_w_t`` is the
+    gradient of ``w_rec.T``), with the spikes recomputed from the tape (``z_{-1} = z0``);
+    event-driven: only neurons that fired contribute.
+
+    The (t, b) pairs are split into :data:`WEIGHT_GRAD_CHUNKS` fixed chunks with private
+    partial gradients, summed in chunk order; when those exceed
+    :data:`WEIGHT_GRAD_PARTIALS_BUDGET`, work items own blocks of presynaptic neurons.
+    Either way no two threads write the same memory and the result does not depend on the
+    thread count.
+    """
+    n_steps, batch, n = gx.shape
+    chunks = max(1, min(WEIGHT_GRAD_CHUNKS, n_steps * batch))
+    if chunks * n * n * grad_w_t.itemsize <= WEIGHT_GRAD_PARTIALS_BUDGET:
+        partials = np.zeros((chunks, n, n), grad_w_t.dtype)
+        _weight_grad_partials(gx, h, v_th, z0, sg_code, alpha, smooth, partials)
+        _weight_grad_sum(partials, grad_w_t)
+    else:
+        _weight_grad_by_columns(gx, h, v_th, z0, sg_code, alpha, smooth, grad_w_t)
