@@ -152,8 +152,9 @@ class NumbaspikeCase(H.Case):
 
             self.timers = _Timers()
             for mod, name in (
-                (projection, "sparse_input_matmul"),
-                (projection, "sparse_input_weight_grad"),
+                (projection, "spike_events"),
+                (projection, "events_matmul"),
+                (projection, "events_weight_grad"),
                 (cpu, "lif_recurrent_forward"),
                 (cpu, "lif_recurrent_backward"),
                 (cpu, "recurrent_weight_grad"),

@@ -46,7 +46,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import backend as _backend
-from .kernels import cpu
+from . import compact_tape as _compact
+from .kernels import cpu, sparse_tape
 from .params import LIFParameters, LIParameters, check_time_step
 from .validation import as_float_array, broadcast_state, check_positive_int, neuron_array
 
@@ -135,8 +136,9 @@ class LIFTape:
 
     Attributes
     ----------
-    h : ndarray (T, B, N)
+    h : ndarray (T, B, N) or None
         Membrane before reset; the spikes are ``h > v_th`` (or ``F(h - v_th)`` if smooth).
+        None when ``compact`` holds the tape instead.
     i1 : ndarray (T, B, N) or None
         Current after the jump, kept only when parameter gradients were requested.
     z : ndarray (T, B, N)
@@ -147,12 +149,15 @@ class LIFTape:
     backend : {"cpu", "cuda"}
         Where the arrays live (NumPy arrays or CUDA device arrays); :func:`lif_backward`
         runs there.
+    compact : CompactTape or None
+        With ``sparse_tol``: spikes as bits and the membranes of the active neuron-steps
+        (:mod:`numbaspike.compact_tape`).
     """
 
     p: LIFParameters
     dt: float
     coeffs: _Coefficients
-    h: np.ndarray
+    h: np.ndarray | None
     i1: np.ndarray | None
     z: np.ndarray
     v0: np.ndarray
@@ -161,11 +166,13 @@ class LIFTape:
     state_given: bool
     final_state: LIFState
     backend: str = "cpu"
+    compact: _compact.CompactTape | None = None
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the tape itself (excluding the referenced output)."""
-        return self.h.nbytes + (0 if self.i1 is None else self.i1.nbytes)
+        held = self.compact.nbytes if self.compact is not None else self.h.nbytes
+        return held + (0 if self.i1 is None else self.i1.nbytes)
 
 
 @dataclass(eq=False)
@@ -196,7 +203,8 @@ def lif_forward(
     w_rec: np.ndarray | None = None,
     state: LIFState | tuple | None = None,
     *,
-    param_grads: bool = True,
+    param_grads: bool | None = None,
+    sparse_tol: float | None = None,
     backend: str = "cpu",
 ) -> tuple[np.ndarray, LIFTape]:
     """Run a LIF layer over all time steps and record a tape for :func:`lif_backward`.
@@ -215,8 +223,15 @@ def lif_forward(
     state : LIFState or tuple, optional
         Initial ``(v, i)`` or ``(v, i, z)``, each broadcastable to (B, N). Default:
         ``v = v_leak``, ``i = 0``, ``z = 0``.
-    param_grads : bool
+    param_grads : bool, optional
         Keep what the gradients of the neuron parameters need (one more (T, B, N) array).
+        Default: True, unless ``sparse_tol`` is given.
+    sparse_tol : float >= 0, optional
+        Sparse backward (Perez-Nieves & Goodman 2021, :mod:`numbaspike.compact_tape`): the
+        surrogate derivative is taken as 0 where it is at most ``sparse_tol`` times its peak
+        ``s(0)``; the tape keeps the spikes as bits and the membranes of the other
+        neuron-steps only, and the backward pass skips the rest. CPU only (``"auto"`` then
+        means the CPU); not with ``p.smooth`` nor with ``param_grads=True``.
     backend : {"cpu", "cuda", "auto"}
         Where to run. With ``"cuda"``, array arguments may be NumPy arrays or CUDA device
         arrays (anything with ``__cuda_array_interface__``), and the outputs and the tape
@@ -229,10 +244,27 @@ def lif_forward(
         Spikes (0/1) in the dtype of ``x``, or ``F(h - v_th)`` when ``p.smooth``.
     tape : LIFTape
     """
+    sparse_tol = _compact.check_sparse_tol(sparse_tol)
+    if param_grads is None:
+        param_grads = sparse_tol is None
+    if sparse_tol is not None and backend != "cpu":
+        if backend != "auto":
+            raise ValueError(
+                f"sparse_tol is only implemented on the CPU backend, got backend={backend!r}"
+            )
+        backend = "cpu"
     if backend != "cpu" and _backend.resolve_backend(backend) == "cuda":
         return _backend.lif_forward_cuda(x, p, dt, w_rec, state, param_grads)
     if not isinstance(p, LIFParameters):
         raise TypeError(f"p must be LIFParameters, got {type(p).__name__}")
+    if sparse_tol is not None:
+        if p.smooth:
+            raise ValueError("sparse_tol needs binary spikes; it cannot be used with smooth=True")
+        if param_grads:
+            raise ValueError(
+                "sparse_tol cannot be combined with param_grads=True: the gradients of the "
+                "neuron parameters need the membrane of every neuron-step"
+            )
     x = _check_input(x)
     dt = check_time_step(p, dt)
     n_steps, batch, n = x.shape
@@ -242,23 +274,45 @@ def lif_forward(
     v0 = v.copy()
     z0 = z_state.copy()
     z = np.empty_like(x)
-    h = np.empty_like(x)
     i1 = np.empty_like(x) if param_grads else np.empty((0, 0, 0), dtype)
     none = np.empty((0, 0, 0), dtype)
     common = (coeffs.a_m, coeffs.decay_s, coeffs.v_leak, coeffs.v_th, coeffs.v_reset)
     codes = (p.reset_code, p.surrogate_code, float(p.alpha), bool(p.smooth))
-    if w_rec is None:
-        cpu.lif_feed_forward_forward(
-            x, *common, *codes, v, i, z, h, i1, none, none, True, True, param_grads, False
-        )
-        z_state = z[-1].copy()
-    else:
+    w_rec_t = None
+    if w_rec is not None:
         w_rec = _check_w_rec(w_rec, n, dtype)
         w_rec_t = np.ascontiguousarray(w_rec.T)
-        cpu.lif_recurrent_forward(
-            x, w_rec_t, *common, *codes, v, i, z_state, z, h, i1, none, none,
-            True, True, param_grads, False,
-        )  # fmt: skip
+
+    def run(t0: int, t1: int, h_out: np.ndarray) -> None:
+        """Steps ``t0 .. t1 - 1``; the state ``v``, ``i``, ``z_state`` carries over."""
+        if w_rec_t is None:
+            cpu.lif_feed_forward_forward(
+                x[t0:t1], *common, *codes, v, i, z[t0:t1], h_out, i1[t0:t1], none, none,
+                True, True, param_grads, False,
+            )  # fmt: skip
+        else:
+            cpu.lif_recurrent_forward(
+                x[t0:t1], w_rec_t, *common, *codes, v, i, z_state, z[t0:t1], h_out, i1[t0:t1],
+                none, none, True, True, param_grads, False,
+            )  # fmt: skip
+
+    h = compact = None
+    if sparse_tol is None:
+        h = np.empty_like(x)
+        run(0, n_steps, h)
+    else:
+        steps = _compact.chunk_steps(batch, n)
+        h_chunk = np.empty((min(steps, n_steps), batch, n), dtype)
+        builder = _compact.CompactTapeBuilder(
+            n_steps, batch, n, p.surrogate, p.alpha, sparse_tol, coeffs.v_th, h_chunk.shape
+        )
+        for t0 in range(0, n_steps, steps):
+            t1 = min(n_steps, t0 + steps)
+            run(t0, t1, h_chunk[: t1 - t0])
+            builder.add(t0, h_chunk[: t1 - t0])
+        compact = builder.finish()
+    if w_rec is None:
+        z_state = z[-1].copy()
     tape = LIFTape(
         p=p,
         dt=dt,
@@ -271,6 +325,7 @@ def lif_forward(
         w_rec=w_rec,
         state_given=given,
         final_state=LIFState(v, i, z_state),
+        compact=compact,
     )
     return z, tape
 
@@ -364,6 +419,8 @@ def lif_backward(
         )
     if _tape_backend(tape, backend) == "cuda":
         return _backend.lif_backward_cuda(grad_z, tape, grad_final_state)
+    if tape.compact is not None:
+        return _lif_backward_compact(grad_z, tape, grad_final_state)
     h = tape.h
     n_steps, batch, n = h.shape
     dtype = h.dtype
@@ -388,9 +445,11 @@ def lif_backward(
             gx, gv, gi, grad_z0, g_am, g_decay, g_vth, g_vleak,
         )  # fmt: skip
         grad_w_rec_t = np.zeros((n, n), dtype)
+        no_bits = np.empty((0, 0, 0), np.uint8)
         cpu.recurrent_weight_grad(
-            gx, h, c.v_th, tape.z0, p.surrogate_code, float(p.alpha), bool(p.smooth), grad_w_rec_t
-        )
+            gx, h, no_bits, c.v_th, tape.z0, p.surrogate_code, float(p.alpha), bool(p.smooth),
+            grad_w_rec_t,
+        )  # fmt: skip
         grad_w_rec = np.ascontiguousarray(grad_w_rec_t.T)
     grads = LIFGradients(gx, grad_w_rec, gv, gi, grad_z0, None, None, None, None)
     if param_grads:
@@ -402,6 +461,35 @@ def lif_backward(
         grads.v_th = _reduce_param_grad(p.v_th, g_vth, dtype)
         grads.v_leak = _reduce_param_grad(p.v_leak, g_vleak, dtype)
     return grads
+
+
+def _lif_backward_compact(grad_z, tape: LIFTape, grad_final_state) -> LIFGradients:
+    """:func:`lif_backward` from a compact tape (``sparse_tol``; no parameter gradients)."""
+    ct = tape.compact
+    n_steps, batch, _ = ct.bits.shape
+    n = ct.n_neurons
+    dtype = ct.h.dtype if ct.h.size else tape.z.dtype
+    grad_z = _check_output_grad("grad_z", grad_z, (n_steps, batch, n), dtype)
+    p, c = tape.p, tape.coeffs
+    gv, gi = _final_adjoints(grad_final_state, batch, n, dtype)
+    gx = np.empty((n_steps, batch, n), dtype)
+    recurrent = tape.w_rec is not None
+    w_rec_t = np.ascontiguousarray(tape.w_rec.T) if recurrent else np.empty((0, 0), dtype)
+    gz_rec = np.zeros((batch, n) if recurrent else (0, 0), dtype)
+    sparse_tape.lif_sparse_backward(
+        grad_z, ct.bits, ct.row_ptr, ct.cols, ct.h, w_rec_t, c.a_m, c.decay_s, c.v_th, c.v_reset,
+        p.reset_code, p.surrogate_code, float(p.alpha), bool(p.detach_reset), gx, gv, gi, gz_rec,
+    )  # fmt: skip
+    grad_w_rec = grad_z0 = None
+    if recurrent:
+        grad_w_rec_t = np.zeros((n, n), dtype)
+        cpu.recurrent_weight_grad(
+            gx, np.empty((0, 0, 0), dtype), ct.bits, c.v_th, tape.z0, p.surrogate_code,
+            float(p.alpha), False, grad_w_rec_t,
+        )  # fmt: skip
+        grad_w_rec = np.ascontiguousarray(grad_w_rec_t.T)
+        grad_z0 = gz_rec
+    return LIFGradients(gx, grad_w_rec, gv, gi, grad_z0, None, None, None, None)
 
 
 @dataclass(eq=False)

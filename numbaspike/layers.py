@@ -12,8 +12,10 @@ Every layer has the same small protocol:
 
 A projection over all steps is one matrix product ``(T·B, n_in) @ W.T``. When its input
 is sparse (spikes), the event-driven kernels of :mod:`numbaspike.kernels.projection`
-(sum the rows of ``W.T`` of the inputs that fired) are used instead, chosen per call by
-the measured density.
+are used instead, chosen per call by the measured density: the non-zero entries of the input
+are listed once (:func:`~numbaspike.kernels.projection.spike_events`), the forward product
+sums the rows of ``W.T`` of the inputs that fired, and the tape keeps the event list (not
+the dense input) for the weight gradient.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import functional as F
+from .compact_tape import check_sparse_tol
 from .kernels import projection
 from .params import LI_NEURON_FIELDS, LIF_NEURON_FIELDS, LIFParameters, LIParameters
 from .validation import as_float_array, check_positive_int
@@ -97,9 +100,24 @@ class Layer:
 
 @dataclass(eq=False)
 class LinearTape:
-    x: np.ndarray  # (T·B, n_in) input as given (a reference)
+    """What :meth:`Linear.backward` needs of the input of one :meth:`Linear.forward` call.
+
+    Attributes
+    ----------
+    x : ndarray, shape (T·B, n_in), or None
+        Dense path: the input as given (a reference). None on the sparse path.
+    sparse : bool
+        Whether the event-driven (sparse) path was taken.
+    shape : tuple of int
+        ``(T, B, n_in)``, the shape of the input.
+    events : SpikeEvents or None
+        Sparse path: the events of the (T·B, n_in) input (the dense input is not kept).
+    """
+
+    x: np.ndarray | None
     sparse: bool
     shape: tuple[int, int, int]
+    events: projection.SpikeEvents | None = None
 
 
 class Linear(Layer):
@@ -154,13 +172,16 @@ class Linear(Layer):
         sparse = projection.use_sparse_path(projection.density(flat), self.n_out)
         w = self._params["weight"]
         if sparse:
+            events = projection.spike_events(flat)
             y = np.empty((flat.shape[0], self.n_out), self.dtype)
-            projection.sparse_input_matmul(flat, np.ascontiguousarray(w.T), y)
+            projection.events_matmul(events, np.ascontiguousarray(w.T), y)
+            tape = LinearTape(None, True, x.shape, events)
         else:
             y = flat @ w.T
+            tape = LinearTape(flat, False, x.shape)
         if self.bias:
             y += self._params["bias"]
-        return y.reshape(n_steps, batch, self.n_out), LinearTape(flat, sparse, x.shape)
+        return y.reshape(n_steps, batch, self.n_out), tape
 
     def backward(self, grad_y, tape: LinearTape, need_input_grad: bool = True):
         r""":math:`\partial L/\partial W = g^\top x`, :math:`\partial L/\partial x = g W`."""
@@ -173,7 +194,7 @@ class Linear(Layer):
         g = g.reshape(-1, self.n_out)
         if tape.sparse:
             grad_w_t = np.zeros((self.n_in, self.n_out), self.dtype)
-            projection.sparse_input_weight_grad(tape.x, g, grad_w_t)
+            projection.events_weight_grad(tape.events, g, grad_w_t)
             self._grads["weight"] += grad_w_t.T
         else:
             self._grads["weight"] += g.T @ tape.x
@@ -230,6 +251,18 @@ class _NeuronLayer(Layer):
             if name.startswith("tau"):
                 np.clip(self._params[name], 1e-3, 0.95 / self.dt, out=self._params[name])
 
+    def _set_sparse_tol(self, sparse_tol) -> None:
+        self.sparse_tol = check_sparse_tol(sparse_tol)
+        if self.sparse_tol is None:
+            return
+        if self.learn:
+            raise ValueError(
+                "sparse_tol cannot be combined with learn: the gradients of the neuron "
+                "parameters need the membrane of every neuron-step"
+            )
+        if self.p.smooth:
+            raise ValueError("sparse_tol needs binary spikes; it cannot be used with smooth=True")
+
     def _accumulate(self, grads) -> None:
         for name in self.learn:
             self._grads[name] += getattr(grads, name)
@@ -241,7 +274,10 @@ class _NeuronLayer(Layer):
                 continue
             value = getattr(self.p, f.name)
             p[f.name] = value.tolist() if isinstance(value, np.ndarray) else value
-        return {"type": kind, "n": self.n_out, "dt": self.dt, "learn": list(self.learn), "p": p}
+        cfg = {"type": kind, "n": self.n_out, "dt": self.dt, "learn": list(self.learn), "p": p}
+        if getattr(self, "sparse_tol", None) is not None:
+            cfg["sparse_tol"] = self.sparse_tol
+        return cfg
 
 
 class LIF(_NeuronLayer):
@@ -256,22 +292,39 @@ class LIF(_NeuronLayer):
         Neuron parameters to train per neuron: any of ``tau_mem_inv``, ``tau_syn_inv``,
         ``v_th``, ``v_leak``.
     dtype : float32 or float64
+    sparse_tol : float >= 0, optional
+        Sparse backward with a compact tape (Perez-Nieves & Goodman 2021; see
+        :mod:`numbaspike.compact_tape`): surrogate derivatives at most ``sparse_tol`` times
+        their peak count as 0. Not with ``learn`` nor ``p.smooth``.
     """
 
     _param_class = LIFParameters
     _neuron_fields = LIF_NEURON_FIELDS
 
     def __init__(
-        self, n: int, p: LIFParameters | None = None, dt: float = 1e-3, learn=(), dtype=np.float32
+        self,
+        n: int,
+        p: LIFParameters | None = None,
+        dt: float = 1e-3,
+        learn=(),
+        dtype=np.float32,
+        sparse_tol: float | None = None,
     ):
         super().__init__(n, p, dt, learn, dtype)
+        self._set_sparse_tol(sparse_tol)
 
     def config(self) -> dict[str, Any]:
         return self._config("LIF")
 
     def forward(self, x):
         x = _check_layer_input("x", x, self.n_in, self.dtype)
-        return F.lif_forward(x, self.current_parameters(), self.dt, param_grads=bool(self.learn))
+        return F.lif_forward(
+            x,
+            self.current_parameters(),
+            self.dt,
+            param_grads=bool(self.learn),
+            sparse_tol=self.sparse_tol,
+        )
 
     def backward(self, grad_y, tape, need_input_grad: bool = True):
         grads = F.lif_backward(grad_y, tape)
@@ -284,6 +337,7 @@ class LIFRecurrent(_NeuronLayer):
 
     ``w_rec`` (n, n) is owned and trained by the layer. Initialised like ``nn.Linear``
     (:math:`U(-1/\sqrt n, 1/\sqrt n)`) times ``scale``; ``autapses=False`` keeps its diagonal 0.
+    Other parameters as in :class:`LIF`.
     """
 
     _param_class = LIFParameters
@@ -299,8 +353,10 @@ class LIFRecurrent(_NeuronLayer):
         scale: float = 1.0,
         autapses: bool = True,
         dtype=np.float32,
+        sparse_tol: float | None = None,
     ):
         super().__init__(n, p, dt, learn, dtype)
+        self._set_sparse_tol(sparse_tol)
         self.autapses = bool(autapses)
         bound = 1.0 / math.sqrt(n)
         self._add_param("w_rec", _rng(seed).uniform(-bound, bound, (n, n)) * scale)
@@ -320,6 +376,7 @@ class LIFRecurrent(_NeuronLayer):
             self.dt,
             w_rec=self._params["w_rec"],
             param_grads=bool(self.learn),
+            sparse_tol=self.sparse_tol,
         )
 
     def backward(self, grad_y, tape, need_input_grad: bool = True):

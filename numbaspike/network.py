@@ -174,10 +174,16 @@ def layer_from_config(cfg: dict[str, Any]) -> Layer:
         p_values = {k: (np.asarray(v) if isinstance(v, list) else v) for k, v in cfg["p"].items()}
         common = {"dt": cfg["dt"], "learn": tuple(cfg.get("learn", ())), "dtype": dtype}
         if kind == "LIF":
-            return LIF(cfg["n"], LIFParameters(**p_values), **common)
+            return LIF(
+                cfg["n"], LIFParameters(**p_values), sparse_tol=cfg.get("sparse_tol"), **common
+            )
         if kind == "LIFRecurrent":
             return LIFRecurrent(
-                cfg["n"], LIFParameters(**p_values), autapses=cfg.get("autapses", True), **common
+                cfg["n"],
+                LIFParameters(**p_values),
+                autapses=cfg.get("autapses", True),
+                sparse_tol=cfg.get("sparse_tol"),
+                **common,
             )
         if kind == "LI":
             return LI(cfg["n"], LIParameters(**p_values), **common)

@@ -116,6 +116,23 @@ def _make_spike_function(name: str) -> type[torch.autograd.Function]:
     return Spike
 
 
+class BandSpike(torch.autograd.Function):
+    """Heaviside forward; backward ``s(u) * [|u| < band] * grad`` (the sparse backward of
+    Perez-Nieves & Goodman 2021: surrogate derivatives outside a band around threshold are 0)."""
+
+    @staticmethod
+    def forward(ctx, u, name, alpha, band):
+        ctx.save_for_backward(u)
+        ctx.name, ctx.alpha, ctx.band = name, alpha, band
+        return (u > 0).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (u,) = ctx.saved_tensors
+        mask = (u.abs() < ctx.band).to(u.dtype)
+        return grad * surrogate_s(ctx.name, u, ctx.alpha) * mask, None, None, None
+
+
 def _make_smooth_function(name: str) -> type[torch.autograd.Function]:
     class SmoothSpike(torch.autograd.Function):
         """Smooth forward ``F(u)``; backward the explicit ``s(u) * grad``."""
@@ -227,6 +244,7 @@ def lif_forward_torch(
     *,
     explicit_smooth_grad: bool = False,
     initial_state_out: dict | None = None,
+    surrogate_band: float | None = None,
 ):
     """Simulate a (recurrent) LIF layer step by step; autograd gives every gradient.
 
@@ -241,6 +259,8 @@ def lif_forward_torch(
     v0, i0, z0 : Tensor broadcastable to (B, N), optional
         Initial state; default ``v0 = v_leak`` (so ``v_leak`` also gets the gradient through
         ``v0``), ``i0 = 0``, ``z0 = 0``.
+    surrogate_band : float, optional
+        Sparse backward: the surrogate derivative is 0 where ``|h - v_th| >= surrogate_band``.
     initial_state_out : dict, optional
         Receives the (B, N) initial-state tensors actually used under keys ``"v"``, ``"i"``,
         ``"z"``; non-leaf ones have ``retain_grad()`` so their ``.grad`` can be read.
@@ -288,6 +308,8 @@ def lif_forward_torch(
         u = h - v_th_w
         if smooth:
             z = smooth_fn(surrogate, u, alpha, explicit=explicit_smooth_grad)
+        elif surrogate_band is not None:
+            z = BandSpike.apply(u, surrogate, alpha, surrogate_band)
         else:
             z = spike_fn(surrogate, u, alpha)
         z_r = z.detach() if detach_reset else z

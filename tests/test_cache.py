@@ -53,4 +53,3 @@ def test_serial_and_parallel_variants_have_their_own_cache_entries(tmp_path):
         parallel = [f for f in index_files if f.startswith(f"cpu.{kernel}-")]
         serial = [f for f in index_files if f.startswith(f"cpu.{kernel}_serial-")]
         assert parallel and serial, sorted(index_files)
-

@@ -846,14 +846,17 @@ WEIGHT_GRAD_PARTIALS_BUDGET = 32 << 20
 
 
 @njit(inline="always")
-def _previous_spike(h, z0, t, b, j, v_th, sg_code, alpha, smooth):
-    """``z_{t-1}[b, j]`` recomputed from the tape (``z_{-1} = z0``)."""
+def _previous_spike(h, bits, z0, t, b, j, v_th, sg_code, alpha, smooth):
+    """``z_{t-1}[b, j]`` from the tape (``z_{-1} = z0``): recomputed from ``h``, or read from
+    the spike ``bits`` (T, B, ceil(N / 8)) of a compact tape when ``h`` is empty."""
     if t == 0:
         return z0[b, j]
+    if h.shape[0] == 0:
+        return float((bits[t - 1, b, j >> 3] >> (j & 7)) & 1)
     return _spike(h[t - 1, b, j] - v_th[j], sg_code, alpha, smooth)
 
 
-def _recurrent_weight_grad_partials(gx, h, v_th, z0, sg_code, alpha, smooth, partials):
+def _recurrent_weight_grad_partials(gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials):
     """``partials[c, j, :] = sum z_{t-1}[b, j] * gx[t, b, :]`` over the (t, b) pairs of chunk
     ``c``; event-driven: each pair reads its row of ``gx`` once and adds it to the rows of
     the neurons that fired at the step before."""
@@ -866,7 +869,7 @@ def _recurrent_weight_grad_partials(gx, h, v_th, z0, sg_code, alpha, smooth, par
             t = row // batch
             b = row % batch
             for j in range(n):
-                z = _previous_spike(h, z0, t, b, j, v_th, sg_code, alpha, smooth)
+                z = _previous_spike(h, bits, z0, t, b, j, v_th, sg_code, alpha, smooth)
                 if z != 0.0:
                     for k in range(n):
                         partials[c, j, k] += z * gx[t, b, k]
@@ -881,7 +884,7 @@ def _sum_partials(partials, out):
                 out[j, k] += partials[c, j, k]
 
 
-def _recurrent_weight_grad_by_columns(gx, h, v_th, z0, sg_code, alpha, smooth, grad_w_t):
+def _recurrent_weight_grad_by_columns(gx, h, bits, v_th, z0, sg_code, alpha, smooth, grad_w_t):
     """``grad_w_t[j, :] += sum_{t,b} z_{t-1}[b, j] * gx[t, b, :]``; work items own blocks of
     16 presynaptic neurons ``j`` (for layers too wide for per-chunk partials)."""
     n_steps, batch, n = gx.shape
@@ -892,7 +895,7 @@ def _recurrent_weight_grad_by_columns(gx, h, v_th, z0, sg_code, alpha, smooth, g
         for t in range(n_steps):
             for b in range(batch):
                 for j in range(j0, j1):
-                    z = _previous_spike(h, z0, t, b, j, v_th, sg_code, alpha, smooth)
+                    z = _previous_spike(h, bits, z0, t, b, j, v_th, sg_code, alpha, smooth)
                     if z != 0.0:
                         for k in range(n):
                             grad_w_t[j, k] += z * gx[t, b, k]
@@ -983,7 +986,7 @@ _weight_grad_sum = _pair(_sum_partials, lambda args: args[0].size)
 _weight_grad_by_columns = _pair(_recurrent_weight_grad_by_columns, _feed_forward_work)
 
 
-def recurrent_weight_grad(gx, h, v_th, z0, sg_code, alpha, smooth, grad_w_t):
+def recurrent_weight_grad(gx, h, bits, v_th, z0, sg_code, alpha, smooth, grad_w_t):
     """``grad_w_t[j, :] += sum_{t,b} z_{t-1}[b, j] * gx[t, b, :]`` (``grad_w_t`` is the
     gradient of ``w_rec.T``), with the spikes recomputed from the tape (``z_{-1} = z0``);
     event-driven: only neurons that fired contribute.
@@ -998,7 +1001,7 @@ def recurrent_weight_grad(gx, h, v_th, z0, sg_code, alpha, smooth, grad_w_t):
     chunks = max(1, min(WEIGHT_GRAD_CHUNKS, n_steps * batch))
     if chunks * n * n * grad_w_t.itemsize <= WEIGHT_GRAD_PARTIALS_BUDGET:
         partials = np.zeros((chunks, n, n), grad_w_t.dtype)
-        _weight_grad_partials(gx, h, v_th, z0, sg_code, alpha, smooth, partials)
+        _weight_grad_partials(gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials)
         _weight_grad_sum(partials, grad_w_t)
     else:
-        _weight_grad_by_columns(gx, h, v_th, z0, sg_code, alpha, smooth, grad_w_t)
+        _weight_grad_by_columns(gx, h, bits, v_th, z0, sg_code, alpha, smooth, grad_w_t)

@@ -2,85 +2,336 @@
 
 A dense projection ``Y = X @ W.T`` costs ``2·M·n_in·n_out`` flops whatever ``X`` holds.
 When ``X`` is a spike raster most entries are 0; summing only the rows of ``W.T`` of the
-inputs that are non-zero costs ``nnz(X)·n_out`` additions. The kernels multiply by the
-input value, so they are exact for any input (spikes, counts or currents); only their
-speed depends on the density. :mod:`numbaspike.layers` picks the path by measured density.
+inputs that are non-zero costs ``nnz(X)·n_out`` additions. :func:`spike_events` lists the
+non-zero entries of ``X`` once (a CSR event list, :class:`SpikeEvents`); the forward
+product (:func:`events_matmul`) and the weight gradient (:func:`events_weight_grad`) then
+touch only the events, never the dense matrix again. The kernels multiply by the input
+value, so they are exact for any input (spikes, counts or currents); only their speed
+depends on the density. :mod:`numbaspike.layers` picks the path by measured density
+(:func:`use_sparse_path`).
+
+Every kernel splits its work into a fixed number of items (row chunks, row blocks or column
+blocks) that does not depend on the thread count, and no two items write the same memory, so
+every result is the same bit for bit whatever the number of threads.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numba import njit, prange
 
-#: Output rows per parallel work item of :func:`sparse_input_matmul`.
+from .bits import WORD as _WORD
+from .bits import popcount as _popcount
+from .bits import trailing_zeros as _trailing_zeros
+
+__all__ = [
+    "SpikeEvents",
+    "spike_events",
+    "events_matmul",
+    "events_weight_grad",
+    "density",
+    "use_sparse_path",
+]
+
+#: Fixed number of row chunks (parallel work items) of :func:`spike_events`.
+EVENT_CHUNKS = 64
+#: Output rows per parallel work item of :func:`events_matmul`.
 ROW_BLOCK = 8
+#: Fixed number of row chunks of :func:`events_weight_grad` (independent of the thread
+#: count, so the summation order, and thus the result, is too).
+ROW_CHUNKS = 8
+#: Largest total size in bytes of the per-chunk partial gradients of
+#: :func:`events_weight_grad`; above it, work items own blocks of input columns instead.
+PARTIALS_BUDGET = 64 << 20
 #: Input columns per parallel work item of the column-blocked weight gradient.
 COL_BLOCK = 16
 
 
-@njit(parallel=True)
-def sparse_input_matmul(x, w_t, out):
-    """``out = x @ w_t`` for a sparse ``x`` (M, n_in); ``w_t`` is ``W.T`` (n_in, n_out)."""
+# --------------------------------------------------------------------------------------
+# Event list
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class SpikeEvents:
+    """The non-zero entries of a 2-D array ``x`` (M, n_in), row by row (CSR).
+
+    Attributes
+    ----------
+    row_ptr : ndarray of int64, shape (M + 1,)
+        The events of row ``m`` are ``row_ptr[m]:row_ptr[m + 1]``; ``row_ptr[M]`` is ``nnz``.
+    cols : ndarray of int32, shape (nnz,)
+        Column (input index) of each event, increasing within a row.
+    values : ndarray of ``dtype``, shape (nnz,), or None
+        Value of each event; None when every non-zero value is exactly 1 (spikes).
+    shape : tuple of int
+        ``(M, n_in)``, the shape of ``x``.
+    dtype : numpy.dtype
+        The dtype of ``x``.
+    """
+
+    row_ptr: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray | None
+    shape: tuple[int, int]
+    dtype: np.dtype
+
+    @property
+    def nnz(self) -> int:
+        """Number of events (non-zero entries)."""
+        return int(self.cols.shape[0])
+
+    @property
+    def density(self) -> float:
+        """Fraction of the entries of ``x`` that are events."""
+        return self.nnz / max(1, self.shape[0] * self.shape[1])
+
+    def to_dense(self) -> np.ndarray:
+        """The dense array (M, n_in) that the events describe (``-0.0`` reads back as ``0.0``)."""
+        out = np.zeros(self.shape, self.dtype)
+        rows = np.repeat(np.arange(self.shape[0]), np.diff(self.row_ptr))
+        out[rows, self.cols] = 1 if self.values is None else self.values
+        return out
+
+
+def spike_events(x) -> SpikeEvents:
+    """List the non-zero entries of ``x`` (M, n_in) as :class:`SpikeEvents`.
+
+    Two passes over fixed row chunks (:data:`EVENT_CHUNKS`, run in parallel): the first
+    reads ``x`` once, branch-free and vectorised, into one bit mask per 64 inputs and counts
+    the events of every row (popcount); after a prefix sum of the counts, the second walks
+    the set bits of the masks (one TZCNT per event, never the zero entries) to write the
+    columns, the values and whether they are all exactly 1. The cost is about one read of
+    ``x`` (memory bound) plus a few nanoseconds per event.
+
+    Parameters
+    ----------
+    x : ndarray of float32 or float64, shape (M, n_in)
+        Made C-contiguous if it is not (a copy). NaN counts as non-zero; ``-0.0`` as zero.
+
+    Returns
+    -------
+    SpikeEvents
+        ``values`` is None when every non-zero entry is exactly 1.
+    """
+    x = np.ascontiguousarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (M, n_in), got shape {x.shape}")
+    if x.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"x must be float32 or float64, got {x.dtype}")
     m_rows, n_in = x.shape
-    n_out = w_t.shape[1]
+    if n_in > np.iinfo(np.int32).max:
+        raise ValueError(f"x has {n_in} columns; event columns are int32")
+    chunks = min(EVENT_CHUNKS, max(1, m_rows))
+    masks = np.empty((m_rows, (n_in + _WORD - 1) // _WORD), np.uint64)
+    row_ptr = np.empty(m_rows + 1, np.int64)
+    row_ptr[0] = 0
+    _event_masks(x, masks, row_ptr[1:], chunks)
+    np.cumsum(row_ptr[1:], out=row_ptr[1:])
+    nnz = int(row_ptr[-1])
+    cols = np.empty(nnz, np.int32)
+    values = np.empty(nnz, x.dtype)
+    not_one = np.zeros(chunks, np.bool_)
+    _compact_events(x, masks, row_ptr, cols, values, not_one)
+    return SpikeEvents(
+        row_ptr=row_ptr,
+        cols=cols,
+        values=values if not_one.any() else None,
+        shape=(m_rows, n_in),
+        dtype=x.dtype,
+    )
+
+
+@njit(parallel=True, cache=True)
+def _event_masks(x, masks, counts, chunks):
+    """``masks[m, w]`` bit ``b`` = ``x[m, 64·w + b] != 0``; ``counts[m]`` = events of row m."""
+    m_rows, n_in = x.shape
+    n_full = n_in // _WORD
+    tail = n_in - n_full * _WORD
+    per_chunk = (m_rows + chunks - 1) // chunks
+    for c in prange(chunks):
+        for m in range(c * per_chunk, min((c + 1) * per_chunk, m_rows)):
+            count = 0
+            for w in range(n_full):  # fixed trip count: unrolled and vectorised
+                j0 = w * _WORD
+                word = np.uint64(0)
+                for b in range(_WORD):
+                    word |= np.uint64(x[m, j0 + b] != 0) << np.uint64(b)
+                masks[m, w] = word
+                count += _popcount(word)
+            if tail:
+                j0 = n_full * _WORD
+                word = np.uint64(0)
+                for b in range(tail):
+                    word |= np.uint64(x[m, j0 + b] != 0) << np.uint64(b)
+                masks[m, n_full] = word
+                count += _popcount(word)
+            counts[m] = count
+
+
+@njit(parallel=True, cache=True)
+def _compact_events(x, masks, row_ptr, cols, values, not_one):
+    """Write the columns and values of the events in the set bits of ``masks``."""
+    m_rows = x.shape[0]
+    n_words = masks.shape[1]
+    chunks = not_one.shape[0]
+    per_chunk = (m_rows + chunks - 1) // chunks
+    for c in prange(chunks):
+        other = False
+        for m in range(c * per_chunk, min((c + 1) * per_chunk, m_rows)):
+            e = row_ptr[m]
+            for w in range(n_words):
+                word = masks[m, w]
+                while word:
+                    j = w * _WORD + _trailing_zeros(word)
+                    v = x[m, j]
+                    cols[e] = j
+                    values[e] = v
+                    other |= v != 1
+                    e += 1
+                    word &= word - np.uint64(1)
+        not_one[c] = other
+
+
+@njit(inline="always")
+def _value(values, e, like):
+    """The value of event ``e`` (1 in the dtype of ``like`` when ``values`` is None)."""
+    if values is None:  # pruned at compile time: None compiles its own specialisation
+        return like.dtype.type(1)
+    return values[e]
+
+
+# --------------------------------------------------------------------------------------
+# Forward: out = x @ w_t
+# --------------------------------------------------------------------------------------
+
+
+def events_matmul(events: SpikeEvents, w_t, out):
+    """``out = x @ w_t`` from the events of ``x``.
+
+    Parallel over blocks of :data:`ROW_BLOCK` output rows; each row adds, four events at a
+    time, the rows of ``w_t`` of its events (times their values) in a vectorised loop over
+    ``n_out``. Every row is computed by one work item in a fixed order: the result does not
+    depend on the thread count.
+
+    Parameters
+    ----------
+    events : SpikeEvents
+        Events of ``x`` (M, n_in).
+    w_t : ndarray, shape (n_in, n_out)
+        ``W.T``, C-contiguous (made so if it is not), same dtype as ``out``.
+    out : ndarray, shape (M, n_out)
+        Overwritten with the product.
+
+    Returns
+    -------
+    out : ndarray, shape (M, n_out)
+    """
+    m_rows, n_in = events.shape
+    w_t = np.ascontiguousarray(w_t)
+    if w_t.ndim != 2 or w_t.shape[0] != n_in:
+        raise ValueError(f"w_t must have shape ({n_in}, n_out), got {w_t.shape}")
+    if out.shape != (m_rows, w_t.shape[1]):
+        raise ValueError(f"out must have shape {(m_rows, w_t.shape[1])}, got {out.shape}")
+    _events_matmul(events.row_ptr, events.cols, events.values, w_t, out)
+    return out
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _events_matmul(row_ptr, cols, values, w_t, out):
+    m_rows, n_out = out.shape
     n_blocks = (m_rows + ROW_BLOCK - 1) // ROW_BLOCK
     for blk in prange(n_blocks):
         for m in range(blk * ROW_BLOCK, min((blk + 1) * ROW_BLOCK, m_rows)):
             for k in range(n_out):
-                out[m, k] = 0.0
-            for j in range(n_in):
-                xj = x[m, j]
-                if xj != 0.0:
-                    for k in range(n_out):
-                        out[m, k] += xj * w_t[j, k]
+                out[m, k] = 0
+            e = row_ptr[m]
+            end = row_ptr[m + 1]
+            while e + 4 <= end:  # four events per pass over out[m]: a quarter of its traffic
+                j0, j1, j2, j3 = cols[e], cols[e + 1], cols[e + 2], cols[e + 3]
+                v0 = _value(values, e, out)
+                v1 = _value(values, e + 1, out)
+                v2 = _value(values, e + 2, out)
+                v3 = _value(values, e + 3, out)
+                for k in range(n_out):
+                    out[m, k] += (v0 * w_t[j0, k] + v1 * w_t[j1, k]) + (
+                        v2 * w_t[j2, k] + v3 * w_t[j3, k]
+                    )
+                e += 4
+            while e < end:
+                j = cols[e]
+                v = _value(values, e, out)
+                for k in range(n_out):
+                    out[m, k] += v * w_t[j, k]
+                e += 1
 
 
-#: Fixed number of row chunks of :func:`sparse_input_weight_grad` (independent of the
-#: thread count, so the summation order, and thus the result, is too).
-ROW_CHUNKS = 8
-#: Largest total size in bytes of the per-chunk partial gradients.
-PARTIALS_BUDGET = 64 << 20
+# --------------------------------------------------------------------------------------
+# Weight gradient: grad_w_t += x.T @ grad_y
+# --------------------------------------------------------------------------------------
 
 
-def sparse_input_weight_grad(x, grad_y, grad_w_t):
-    """``grad_w_t += x.T @ grad_y`` for a sparse ``x`` (M, n_in); ``grad_y`` is (M, n_out).
+def events_weight_grad(events: SpikeEvents, grad_y, grad_w_t):
+    """``grad_w_t += x.T @ grad_y`` from the events of ``x``.
 
-    The rows of ``x`` are split into :data:`ROW_CHUNKS` fixed chunks; each accumulates the
-    events of its rows into a private partial gradient (read ``grad_y[m]`` once, add it to the
-    rows of the inputs that fired), and the partials are summed in chunk order. When the
-    partials would not fit :data:`PARTIALS_BUDGET`, work items own blocks of input columns
-    instead. Either way no two threads write the same memory and the result does not depend
-    on the thread count.
+    The rows of ``x`` are split into :data:`ROW_CHUNKS` fixed chunks; each adds the events
+    of its rows into a private partial gradient (``partial[j] += x[m, j] · grad_y[m]`` per
+    event), and the partials are added to ``grad_w_t`` in chunk order. When the partials
+    would not fit :data:`PARTIALS_BUDGET`, the events are sorted by column instead and work
+    items own blocks of :data:`COL_BLOCK` input columns. Either way no two threads write the
+    same memory and the result does not depend on the thread count.
+
+    Parameters
+    ----------
+    events : SpikeEvents
+        Events of ``x`` (M, n_in).
+    grad_y : ndarray, shape (M, n_out)
+        Made C-contiguous if it is not.
+    grad_w_t : ndarray, shape (n_in, n_out)
+        Accumulated into (the transpose of the gradient of ``W``).
+
+    Returns
+    -------
+    grad_w_t : ndarray, shape (n_in, n_out)
     """
-    n_in, n_out = grad_w_t.shape
-    chunks = min(ROW_CHUNKS, max(1, x.shape[0]))
+    m_rows, n_in = events.shape
+    grad_y = np.ascontiguousarray(grad_y)
+    if grad_y.ndim != 2 or grad_y.shape[0] != m_rows:
+        raise ValueError(f"grad_y must have shape ({m_rows}, n_out), got {grad_y.shape}")
+    n_out = grad_y.shape[1]
+    if grad_w_t.shape != (n_in, n_out):
+        raise ValueError(f"grad_w_t must have shape {(n_in, n_out)}, got {grad_w_t.shape}")
+    chunks = min(ROW_CHUNKS, max(1, m_rows))
     if chunks * n_in * n_out * grad_w_t.itemsize <= PARTIALS_BUDGET:
         partials = np.zeros((chunks, n_in, n_out), grad_w_t.dtype)
-        _weight_grad_partials(x, grad_y, partials)
+        _weight_grad_partials(events.row_ptr, events.cols, events.values, grad_y, partials)
         _sum_partials(partials, grad_w_t)
     else:
-        _weight_grad_by_columns(x, grad_y, grad_w_t)
+        col_ptr = np.empty(n_in + 1, np.int64)
+        rows = np.empty(events.nnz, np.int32)
+        order = np.empty(events.nnz, np.int64)
+        _events_by_column(events.row_ptr, events.cols, col_ptr, rows, order)
+        _weight_grad_by_columns(col_ptr, rows, order, events.values, grad_y, grad_w_t)
+    return grad_w_t
 
 
-@njit(parallel=True, fastmath={"contract"})
-def _weight_grad_partials(x, grad_y, partials):
-    m_rows, n_in = x.shape
-    n_out = grad_y.shape[1]
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _weight_grad_partials(row_ptr, cols, values, grad_y, partials):
+    m_rows, n_out = grad_y.shape
     chunks = partials.shape[0]
     per_chunk = (m_rows + chunks - 1) // chunks
     for c in prange(chunks):
-        part = partials[c]
         for m in range(c * per_chunk, min((c + 1) * per_chunk, m_rows)):
-            gy = grad_y[m]
-            for j in range(n_in):
-                xj = x[m, j]
-                if xj != 0.0:
-                    row = part[j]
-                    for k in range(n_out):
-                        row[k] += xj * gy[k]
+            for e in range(row_ptr[m], row_ptr[m + 1]):
+                j = cols[e]
+                v = _value(values, e, grad_y)
+                for k in range(n_out):
+                    partials[c, j, k] += v * grad_y[m, k]
 
 
-@njit(parallel=True)
+@njit(parallel=True, cache=True)
 def _sum_partials(partials, out):
     chunks, n_in, n_out = partials.shape
     for j in prange(n_in):
@@ -89,28 +340,65 @@ def _sum_partials(partials, out):
                 out[j, k] += partials[c, j, k]
 
 
-@njit(parallel=True)
-def _weight_grad_by_columns(x, grad_y, grad_w_t):
-    m_rows, n_in = x.shape
-    n_out = grad_y.shape[1]
+@njit(cache=True)
+def _events_by_column(row_ptr, cols, col_ptr, rows, order):
+    """Counting sort of the events by column: column ``j`` holds events
+    ``col_ptr[j]:col_ptr[j + 1]``, of rows ``rows[...]`` (increasing) and CSR index ``order[...]``."""
+    m_rows = row_ptr.shape[0] - 1
+    n_in = col_ptr.shape[0] - 1
+    for j in range(n_in + 1):
+        col_ptr[j] = 0
+    for e in range(cols.shape[0]):
+        col_ptr[cols[e] + 1] += 1
+    for j in range(n_in):
+        col_ptr[j + 1] += col_ptr[j]
+    fill = col_ptr[:-1].copy()
+    for m in range(m_rows):
+        for e in range(row_ptr[m], row_ptr[m + 1]):
+            j = cols[e]
+            rows[fill[j]] = m
+            order[fill[j]] = e
+            fill[j] += 1
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _weight_grad_by_columns(col_ptr, rows, order, values, grad_y, grad_w_t):
+    n_in, n_out = grad_w_t.shape
     n_blocks = (n_in + COL_BLOCK - 1) // COL_BLOCK
     for blk in prange(n_blocks):
-        j0 = blk * COL_BLOCK
-        j1 = min(j0 + COL_BLOCK, n_in)
-        for m in range(m_rows):
-            for j in range(j0, j1):
-                xj = x[m, j]
-                if xj != 0.0:
-                    for k in range(n_out):
-                        grad_w_t[j, k] += xj * grad_y[m, k]
+        for j in range(blk * COL_BLOCK, min((blk + 1) * COL_BLOCK, n_in)):
+            for e in range(col_ptr[j], col_ptr[j + 1]):
+                m = rows[e]
+                v = _value(values, order[e], grad_y)
+                for k in range(n_out):
+                    grad_w_t[j, k] += v * grad_y[m, k]
 
 
-#: Cost model of the path choice (seconds per operation, measured on the reference machine,
-#: single thread): the event-driven kernels pay a scan of every input plus an add per event
-#: and output; BLAS pays a multiply-add per input and output.
-SCAN_COST = 1.0e-9
-EVENT_COST = 5.0e-11
-DENSE_COST = 8.0e-12
+# --------------------------------------------------------------------------------------
+# Path choice
+# --------------------------------------------------------------------------------------
+
+#: Cost model of the path choice, in seconds per input entry ``x[m, j]`` (and output). The
+#: choice governs a forward product *and* a weight gradient (the input gradient is the same
+#: BLAS product on both paths), so the constants price that pair. Measured single-threaded
+#: (Numba 1 thread, OpenBLAS 1 thread) on the reference machine, float32, ``M = 6400``,
+#: ``n_in = 700``, ``n_out`` 20 to 1024, densities 0.005 to 0.5:
+#:
+#: * :data:`SCAN_COST`: :func:`spike_events` reads ``x`` once (memory bound), 0.26-0.33 ns
+#:   per entry at densities up to 0.02 (about 1.2 ns per event on top);
+#: * :data:`EVENT_COST`: :func:`events_matmul` 55-80 ps plus :func:`events_weight_grad`
+#:   75-115 ps per event and output, about 140 ps for the pair (more below ``n_out`` = 64 or
+#:   density 0.01, where the per-row and partial-gradient overheads show);
+#: * :data:`DENSE_COST`: BLAS ``x @ W.T`` plus ``grad_y.T @ x``, each 12.4-13.2 ps per entry
+#:   and output for ``n_out`` >= 256 (16 ps at 64, 26-28 ps at 20: the model errs towards
+#:   the dense path for narrow layers).
+#:
+#: The measured break-even densities (events = BLAS, interpolated) were about 0.14 at
+#: ``n_out`` = 20, 0.16 at 64, 0.17 at 256 and 0.14 at 1024 (float64 alike: about 0.17 at 20
+#: and 0.2 at 256); the model gives 0.07, 0.15, 0.17 and 0.18.
+SCAN_COST = 3.0e-10
+EVENT_COST = 1.4e-10
+DENSE_COST = 2.5e-11
 
 
 def density(x) -> float:
