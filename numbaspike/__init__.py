@@ -1,6 +1,12 @@
 """numbaspike: spiking neural networks on Numba kernels with hand-written, verified BPTT."""
 
-from .functional import (
+import os as _os
+import sys as _sys
+
+if "numpy" not in _sys.modules:  # must precede OpenBLAS's start-up; see numbaspike.threads
+    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
+
+from .functional import (  # noqa: E402
     LIFGradients,
     LIFState,
     LIFTape,

@@ -10,6 +10,13 @@ and compete for the cores with OpenBLAS's threads (used by the projections) and 
 next kernel's threads; on a 2-core machine a training step was measured 2-3x slower that
 way. ``workqueue`` must not be used from several Python threads at once; set
 ``NUMBA_THREADING_LAYER=omp`` (or ``tbb``) to run numbaspike from concurrent threads.
+
+OpenBLAS's idle threads spin for about 2^28 cycles (~0.1 s) after every BLAS call before they
+sleep, and meanwhile take the cores from the next Numba kernel: an SHD-sized training step
+(one small BLAS product per step) was measured 83 ms with the default and 64 ms with
+``OPENBLAS_THREAD_TIMEOUT=16`` (2^16 cycles). OpenBLAS reads this variable once, when NumPy
+loads it, so ``import numbaspike`` sets it (unless already set) only when NumPy is not yet
+imported; otherwise set it in the environment yourself.
 """
 
 from __future__ import annotations

@@ -90,3 +90,23 @@ def test_recurrent_weight_grad_strategies_agree(monkeypatch):
 def test_set_num_threads_rejects_bad_values(n):
     with pytest.raises(ValueError, match="NUMBA_NUM_THREADS"):
         ns.set_num_threads(n)
+
+
+def _openblas_timeout_after(code: str, env_value: str | None) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if env_value is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = env_value
+    code += "; import os; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_import_shortens_openblas_spinning_only_before_numpy_loads_it():
+    assert _openblas_timeout_after("import numbaspike", None) == "16"
+    assert _openblas_timeout_after("import numbaspike", "28") == "28"  # the user's choice
+    assert _openblas_timeout_after("import numpy, numbaspike", None) == "None"  # too late

@@ -412,6 +412,21 @@ def _store_row(out, t, b, n0, buf, m):
         out[t, b, n0 + k] = buf[k]
 
 
+@njit(inline="always")
+def _copy_2d(src, dst):
+    """``dst[:, :] = src`` (loops: no shape checks to compile)."""
+    for r in range(src.shape[0]):
+        for k in range(src.shape[1]):
+            dst[r, k] = src[r, k]
+
+
+@njit(inline="always")
+def _store_state(out, b, n0, buf, m):
+    """``out[b, n0:n0+m] = buf[:m]`` (a loop: no shape checks to compile)."""
+    for k in range(m):
+        out[b, n0 + k] = buf[k]
+
+
 # --- feed-forward LIF ---------------------------------------------------------------------
 
 
@@ -423,29 +438,43 @@ def _lif_feed_forward_forward(
     n_steps, batch, n = x.shape
     nblk = (n + BLOCK - 1) // BLOCK
     for c in prange(batch * nblk):
-        b, n0, n1 = _chunk(c, nblk, n)
-        m = n1 - n0
-        am, dd, ll, th = (
-            a_m[n0:n1].copy(),
-            decay_s[n0:n1].copy(),
-            v_leak[n0:n1].copy(),
-            v_th[n0:n1].copy(),
-        )
-        vv, ii = v[b, n0:n1].copy(), i[b, n0:n1].copy()
-        hb, i1b, zb = np.empty(m, x.dtype), np.empty(m, x.dtype), np.empty(m, x.dtype)
-        for t in range(n_steps):
-            zt = z_out[t, b, n0:n1] if store_z else zb
-            ht = h_out[t, b, n0:n1] if store_h else hb
-            it = i1_out[t, b, n0:n1] if store_i1 else i1b
-            _lif_step_row(
-                x[t, b, n0:n1], am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth,
-                vv, ii, zt, ht, it,
-            )  # fmt: skip
-            if store_trace:
-                _store_row(v_out, t, b, n0, vv, m)
-                _store_row(i_out, t, b, n0, ii, m)
-        v[b, n0:n1] = vv
-        i[b, n0:n1] = ii
+        _lif_feed_forward_forward_item(
+            c, x, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth, v, i,
+            z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
+        )  # fmt: skip
+
+
+@njit
+def _lif_feed_forward_forward_item(
+    c, x, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
+    v, i, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
+):  # fmt: skip
+    """Work item ``c`` (batch row, block of neurons) of :func:`_lif_feed_forward_forward`."""
+    n_steps, batch, n = x.shape
+    nblk = (n + BLOCK - 1) // BLOCK
+    b, n0, n1 = _chunk(c, nblk, n)
+    m = n1 - n0
+    am, dd, ll, th = (
+        a_m[n0:n1].copy(),
+        decay_s[n0:n1].copy(),
+        v_leak[n0:n1].copy(),
+        v_th[n0:n1].copy(),
+    )
+    vv, ii = v[b, n0:n1].copy(), i[b, n0:n1].copy()
+    hb, i1b, zb = np.empty(m, x.dtype), np.empty(m, x.dtype), np.empty(m, x.dtype)
+    for t in range(n_steps):
+        zt = z_out[t, b, n0:n1] if store_z else zb
+        ht = h_out[t, b, n0:n1] if store_h else hb
+        it = i1_out[t, b, n0:n1] if store_i1 else i1b
+        _lif_step_row(
+            x[t, b, n0:n1], am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth,
+            vv, ii, zt, ht, it,
+        )  # fmt: skip
+        if store_trace:
+            _store_row(v_out, t, b, n0, vv, m)
+            _store_row(i_out, t, b, n0, ii, m)
+    _store_state(v, b, n0, vv, m)
+    _store_state(i, b, n0, ii, m)
 
 
 def _lif_feed_forward_backward(
@@ -458,27 +487,41 @@ def _lif_feed_forward_backward(
     n_steps, batch, n = grad_z.shape
     nblk = (n + BLOCK - 1) // BLOCK
     for c in prange(batch * nblk):
-        b, n0, n1 = _chunk(c, nblk, n)
-        m = n1 - n0
-        am, dd, ll, th = (
-            a_m[n0:n1].copy(),
-            decay_s[n0:n1].copy(),
-            v_leak[n0:n1].copy(),
-            v_th[n0:n1].copy(),
-        )
-        gvb, gib = gv[b, n0:n1].copy(), gi[b, n0:n1].copy()
-        bufs = np.empty((7, m), h.dtype)
-        acc = np.zeros((4, m), np.float64)
-        for t in range(n_steps - 1, -1, -1):
-            _lif_adjoint_block(
-                t, b, n0, m, grad_z[t, b, n0:n1], gx[t, b, n0:n1], h, i1, v0, am, dd, ll, th,
-                v_reset, reset_code, sg_code, alpha, smooth, detach, param_grads, gvb, gib, bufs,
-                acc,
-            )  # fmt: skip
-        gv[b, n0:n1] = gvb
-        gi[b, n0:n1] = gib
-        if param_grads:
-            _flush_param_grads(acc, b, n0, m, g_am, g_decay, g_vth, g_vleak)
+        _lif_feed_forward_backward_item(
+            c, grad_z, h, i1, v0, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha,
+            smooth, detach, param_grads, gx, gv, gi, g_am, g_decay, g_vth, g_vleak,
+        )  # fmt: skip
+
+
+@njit
+def _lif_feed_forward_backward_item(
+    c, grad_z, h, i1, v0, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
+    detach, param_grads, gx, gv, gi, g_am, g_decay, g_vth, g_vleak,
+):  # fmt: skip
+    """Work item ``c`` (batch row, block of neurons) of :func:`_lif_feed_forward_backward`."""
+    n_steps, batch, n = grad_z.shape
+    nblk = (n + BLOCK - 1) // BLOCK
+    b, n0, n1 = _chunk(c, nblk, n)
+    m = n1 - n0
+    am, dd, ll, th = (
+        a_m[n0:n1].copy(),
+        decay_s[n0:n1].copy(),
+        v_leak[n0:n1].copy(),
+        v_th[n0:n1].copy(),
+    )
+    gvb, gib = gv[b, n0:n1].copy(), gi[b, n0:n1].copy()
+    bufs = np.empty((7, m), h.dtype)
+    acc = np.zeros((4, m), np.float64)
+    for t in range(n_steps - 1, -1, -1):
+        _lif_adjoint_block(
+            t, b, n0, m, grad_z[t, b, n0:n1], gx[t, b, n0:n1], h, i1, v0, am, dd, ll, th,
+            v_reset, reset_code, sg_code, alpha, smooth, detach, param_grads, gvb, gib, bufs,
+            acc,
+        )  # fmt: skip
+    _store_state(gv, b, n0, gvb, m)
+    _store_state(gi, b, n0, gib, m)
+    if param_grads:
+        _flush_param_grads(acc, b, n0, m, g_am, g_decay, g_vth, g_vleak)
 
 
 # --- recurrent LIF ------------------------------------------------------------------------
@@ -549,7 +592,7 @@ def _lif_recurrent_forward_stepwise(
                 store_trace,
             )  # fmt: skip
         z_cur, z_next = z_next, z_cur
-    z_state[:, :] = z_cur
+    _copy_2d(z_cur, z_state)
 
 
 def _lif_recurrent_forward_batchwise(
@@ -559,24 +602,38 @@ def _lif_recurrent_forward_batchwise(
     """As :func:`_lif_recurrent_forward_stepwise`, parallel over batch rows only, each running
     all steps: one parallel region in all, no barrier per step (batches of at least as many
     rows as threads)."""
-    n_steps, batch, n = x.shape
     z_cur = z_state.copy()
     z_next = np.empty_like(z_state)
-    for b in prange(batch):
-        am, dd, ll, th = a_m.copy(), decay_s.copy(), v_leak.copy(), v_th.copy()
-        vv, ii = v[b].copy(), i[b].copy()
-        bufs = np.empty((4, n), x.dtype)
-        for t in range(n_steps):
-            _recurrent_forward_block(
-                t, b, 0, n, x, w_rec_t, am, dd, ll, th, v_reset, reset_code, sg_code, alpha,
-                smooth, vv, ii, z_cur, z_next, bufs, z_out, h_out, i1_out, v_out, i_out,
-                store_z, store_h, store_i1, store_trace,
-            )  # fmt: skip
-            for k in range(n):
-                z_cur[b, k] = z_next[b, k]
-        v[b] = vv
-        i[b] = ii
-    z_state[:, :] = z_cur
+    for b in prange(x.shape[1]):
+        _lif_recurrent_forward_row(
+            b, x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
+            v, i, z_cur, z_next, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1,
+            store_trace,
+        )  # fmt: skip
+    _copy_2d(z_cur, z_state)
+
+
+@njit
+def _lif_recurrent_forward_row(
+    b, x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
+    v, i, z_cur, z_next, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1,
+    store_trace,
+):  # fmt: skip
+    """Batch row ``b`` of :func:`_lif_recurrent_forward_batchwise`, all steps."""
+    n_steps, batch, n = x.shape
+    am, dd, ll, th = a_m.copy(), decay_s.copy(), v_leak.copy(), v_th.copy()
+    vv, ii = v[b].copy(), i[b].copy()
+    bufs = np.empty((4, n), x.dtype)
+    for t in range(n_steps):
+        _recurrent_forward_block(
+            t, b, 0, n, x, w_rec_t, am, dd, ll, th, v_reset, reset_code, sg_code, alpha,
+            smooth, vv, ii, z_cur, z_next, bufs, z_out, h_out, i1_out, v_out, i_out,
+            store_z, store_h, store_i1, store_trace,
+        )  # fmt: skip
+        for k in range(n):
+            z_cur[b, k] = z_next[b, k]
+    _store_state(v, b, 0, vv, n)
+    _store_state(i, b, 0, ii, n)
 
 
 @njit(fastmath={"contract"})
@@ -685,7 +742,9 @@ def _recurrent_grad_group(gx, t, b0, rows, w_rec, grb):
     """
     n = w_rec.shape[1]
     n_j = w_rec.shape[0]
-    grb[:rows] = 0.0
+    for r in range(rows):
+        for k in range(n):
+            grb[r, k] = 0.0
     if t >= gx.shape[0]:
         return
     g = np.empty((4, 4), gx.dtype)
@@ -735,36 +794,48 @@ def _lif_recurrent_backward_batchwise(
 ):  # fmt: skip
     """As :func:`_lif_recurrent_backward_stepwise`, parallel over groups of up to
     :data:`ROW_GROUP` batch rows, each group running all steps (one parallel region)."""
-    n_steps, batch, n = grad_z.shape
+    batch = grad_z.shape[1]
     group = max(1, min(ROW_GROUP, batch // 4))  # at least 4 groups to share out
     n_groups = (batch + group - 1) // group
     for grp in prange(n_groups):
-        b0 = grp * group
-        rows = min(group, batch - b0)
-        am, dd, ll, th = a_m.copy(), decay_s.copy(), v_leak.copy(), v_th.copy()
-        gvb, gib = gv[b0 : b0 + rows].copy(), gi[b0 : b0 + rows].copy()
-        bufs = np.empty((7, n), h.dtype)
-        grb = np.empty((rows, n), h.dtype)
-        acc = np.zeros((rows, 4, n), np.float64)
-        for t in range(n_steps - 1, -1, -1):
-            _recurrent_grad_group(gx, t + 1, b0, rows, w_rec, grb)
-            for r in range(rows):
-                b = b0 + r
-                gzb = grb[r]
-                for k in range(n):
-                    gzb[k] = grad_z[t, b, k] + gzb[k]
-                _lif_adjoint_block(
-                    t, b, 0, n, gzb, gx[t, b], h, i1, v0, am, dd, ll, th, v_reset, reset_code,
-                    sg_code, alpha, smooth, detach, param_grads, gvb[r], gib[r], bufs, acc[r],
-                )  # fmt: skip
-        _recurrent_grad_group(gx, 0, b0, rows, w_rec, grb)
+        _lif_recurrent_backward_group(
+            grp * group, min(group, batch - grp * group), grad_z, h, i1, v0, w_rec, a_m, decay_s,
+            v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth, detach, param_grads, gx, gv,
+            gi, gz_rec, g_am, g_decay, g_vth, g_vleak,
+        )  # fmt: skip
+
+
+@njit
+def _lif_recurrent_backward_group(
+    b0, rows, grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code,
+    alpha, smooth, detach, param_grads, gx, gv, gi, gz_rec, g_am, g_decay, g_vth, g_vleak,
+):  # fmt: skip
+    """Batch rows ``b0 .. b0 + rows - 1`` of :func:`_lif_recurrent_backward_batchwise`."""
+    n_steps, batch, n = grad_z.shape
+    am, dd, ll, th = a_m.copy(), decay_s.copy(), v_leak.copy(), v_th.copy()
+    gvb, gib = gv[b0 : b0 + rows].copy(), gi[b0 : b0 + rows].copy()
+    bufs = np.empty((7, n), h.dtype)
+    grb = np.empty((rows, n), h.dtype)
+    acc = np.zeros((rows, 4, n), np.float64)
+    for t in range(n_steps - 1, -1, -1):
+        _recurrent_grad_group(gx, t + 1, b0, rows, w_rec, grb)
         for r in range(rows):
             b = b0 + r
-            gv[b] = gvb[r]
-            gi[b] = gib[r]
-            gz_rec[b] = grb[r]
-            if param_grads:
-                _flush_param_grads(acc[r], b, 0, n, g_am, g_decay, g_vth, g_vleak)
+            gzb = grb[r]
+            for k in range(n):
+                gzb[k] = grad_z[t, b, k] + gzb[k]
+            _lif_adjoint_block(
+                t, b, 0, n, gzb, gx[t, b], h, i1, v0, am, dd, ll, th, v_reset, reset_code,
+                sg_code, alpha, smooth, detach, param_grads, gvb[r], gib[r], bufs, acc[r],
+            )  # fmt: skip
+    _recurrent_grad_group(gx, 0, b0, rows, w_rec, grb)
+    for r in range(rows):
+        b = b0 + r
+        _store_state(gv, b, 0, gvb[r], n)
+        _store_state(gi, b, 0, gib[r], n)
+        _store_state(gz_rec, b, 0, grb[r], n)
+        if param_grads:
+            _flush_param_grads(acc[r], b, 0, n, g_am, g_decay, g_vth, g_vleak)
 
 
 # --- leaky integrator ---------------------------------------------------------------------
@@ -775,26 +846,38 @@ def _li_forward(x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, st
     n_steps, batch, n = x.shape
     nblk = (n + BLOCK - 1) // BLOCK
     for c in prange(batch * nblk):
-        b, n0, n1 = _chunk(c, nblk, n)
-        m = n1 - n0
-        am, dd, ll = a_m[n0:n1].copy(), decay_s[n0:n1].copy(), v_leak[n0:n1].copy()
-        vv, ii = v[b, n0:n1].copy(), i[b, n0:n1].copy()
-        i1b = np.empty(m, x.dtype)
-        for t in range(n_steps):
-            xt = x[t, b, n0:n1]
-            for k in range(m):
-                h, i1, i_next = membrane_step(vv[k], ii[k], xt[k], am[k], dd[k], ll[k])
-                vv[k] = h
-                ii[k] = i_next
-                i1b[k] = i1
-            if store_v:
-                _store_row(v_out, t, b, n0, vv, m)
-            if store_i1:
-                _store_row(i1_out, t, b, n0, i1b, m)
-            if store_i:
-                _store_row(i_out, t, b, n0, ii, m)
-        v[b, n0:n1] = vv
-        i[b, n0:n1] = ii
+        _li_forward_item(
+            c, x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i
+        )
+
+
+@njit
+def _li_forward_item(
+    c, x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i
+):  # fmt: skip
+    """Work item ``c`` (batch row, block of neurons) of :func:`_li_forward`."""
+    n_steps, batch, n = x.shape
+    nblk = (n + BLOCK - 1) // BLOCK
+    b, n0, n1 = _chunk(c, nblk, n)
+    m = n1 - n0
+    am, dd, ll = a_m[n0:n1].copy(), decay_s[n0:n1].copy(), v_leak[n0:n1].copy()
+    vv, ii = v[b, n0:n1].copy(), i[b, n0:n1].copy()
+    i1b = np.empty(m, x.dtype)
+    for t in range(n_steps):
+        xt = x[t, b, n0:n1]
+        for k in range(m):
+            h, i1, i_next = membrane_step(vv[k], ii[k], xt[k], am[k], dd[k], ll[k])
+            vv[k] = h
+            ii[k] = i_next
+            i1b[k] = i1
+        if store_v:
+            _store_row(v_out, t, b, n0, vv, m)
+        if store_i1:
+            _store_row(i1_out, t, b, n0, i1b, m)
+        if store_i:
+            _store_row(i_out, t, b, n0, ii, m)
+    _store_state(v, b, n0, vv, m)
+    _store_state(i, b, n0, ii, m)
 
 
 def _li_backward(
@@ -804,33 +887,47 @@ def _li_backward(
     n_steps, batch, n = grad_v.shape
     nblk = (n + BLOCK - 1) // BLOCK
     for c in prange(batch * nblk):
-        b, n0, n1 = _chunk(c, nblk, n)
-        m = n1 - n0
-        am, dd, ll = a_m[n0:n1].copy(), decay_s[n0:n1].copy(), v_leak[n0:n1].copy()
-        gvb, gib = gv[b, n0:n1].copy(), gi[b, n0:n1].copy()
-        g_tot, gi_in = np.empty(m, grad_v.dtype), np.empty(m, grad_v.dtype)
-        acc = np.zeros((4, m), np.float64)
-        for t in range(n_steps - 1, -1, -1):
-            gvt = grad_v[t, b, n0:n1]
-            for k in range(m):
-                g_tot[k] = gvb[k] + gvt[k]
-                gi_in[k] = gib[k]
-                gvb[k], gib[k] = li_adjoint_step(g_tot[k], gib[k], am[k], dd[k])
-            _store_row(gx, t, b, n0, gib, m)
-            if param_grads:
-                vp = v_out[t - 1, b, n0:n1] if t > 0 else v0[b, n0:n1]
-                i1t = i1[t, b, n0:n1]
-                for k in range(m):
-                    acc[0, k] += g_tot[k] * ((ll[k] - vp[k]) + i1t[k])
-                    acc[1, k] += gi_in[k] * i1t[k]
-                    acc[3, k] += g_tot[k] * am[k]
-        gv[b, n0:n1] = gvb
-        gi[b, n0:n1] = gib
+        _li_backward_item(
+            c, grad_v, v_out, i1, v0, a_m, decay_s, v_leak, param_grads, gx, gv, gi, g_am,
+            g_decay, g_vleak,
+        )  # fmt: skip
+
+
+@njit
+def _li_backward_item(
+    c, grad_v, v_out, i1, v0, a_m, decay_s, v_leak, param_grads, gx, gv, gi, g_am, g_decay,
+    g_vleak,
+):  # fmt: skip
+    """Work item ``c`` (batch row, block of neurons) of :func:`_li_backward`."""
+    n_steps, batch, n = grad_v.shape
+    nblk = (n + BLOCK - 1) // BLOCK
+    b, n0, n1 = _chunk(c, nblk, n)
+    m = n1 - n0
+    am, dd, ll = a_m[n0:n1].copy(), decay_s[n0:n1].copy(), v_leak[n0:n1].copy()
+    gvb, gib = gv[b, n0:n1].copy(), gi[b, n0:n1].copy()
+    g_tot, gi_in = np.empty(m, grad_v.dtype), np.empty(m, grad_v.dtype)
+    acc = np.zeros((4, m), np.float64)
+    for t in range(n_steps - 1, -1, -1):
+        gvt = grad_v[t, b, n0:n1]
+        for k in range(m):
+            g_tot[k] = gvb[k] + gvt[k]
+            gi_in[k] = gib[k]
+            gvb[k], gib[k] = li_adjoint_step(g_tot[k], gib[k], am[k], dd[k])
+        _store_row(gx, t, b, n0, gib, m)
         if param_grads:
+            vp = v_out[t - 1, b, n0:n1] if t > 0 else v0[b, n0:n1]
+            i1t = i1[t, b, n0:n1]
             for k in range(m):
-                g_am[b, n0 + k] += acc[0, k]
-                g_decay[b, n0 + k] += acc[1, k]
-                g_vleak[b, n0 + k] += acc[3, k]
+                acc[0, k] += g_tot[k] * ((ll[k] - vp[k]) + i1t[k])
+                acc[1, k] += gi_in[k] * i1t[k]
+                acc[3, k] += g_tot[k] * am[k]
+    _store_state(gv, b, n0, gvb, m)
+    _store_state(gi, b, n0, gib, m)
+    if param_grads:
+        for k in range(m):
+            g_am[b, n0 + k] += acc[0, k]
+            g_decay[b, n0 + k] += acc[1, k]
+            g_vleak[b, n0 + k] += acc[3, k]
 
 
 # --- recurrent weight gradient ------------------------------------------------------------
