@@ -49,7 +49,13 @@ from . import backend as _backend
 from . import compact_tape as _compact
 from .kernels import cpu, sparse_tape
 from .params import LIFParameters, LIParameters, check_time_step
-from .validation import as_float_array, broadcast_state, check_positive_int, neuron_array
+from .validation import (
+    as_float_array,
+    broadcast_state,
+    check_all_finite,
+    check_positive_int,
+    neuron_array,
+)
 
 __all__ = [
     "LIFState",
@@ -107,8 +113,8 @@ def _coefficients(p: LIFParameters | LIParameters, dt: float, n: int, dtype) -> 
     return _Coefficients(a_m, decay_s, v_leak, v_th, v_reset)
 
 
-def _check_input(x) -> np.ndarray:
-    x = as_float_array("x", x, ndim=3, shape_doc="(T, B, N)")
+def _check_input(x, check_finite: bool = True) -> np.ndarray:
+    x = as_float_array("x", x, ndim=3, shape_doc="(T, B, N)", check_finite=check_finite)
     if x.shape[0] == 0 or x.shape[1] == 0 or x.shape[2] == 0:
         raise ValueError(f"x must have non-zero T, B and N, got shape {x.shape}")
     return x
@@ -257,6 +263,7 @@ def lif_forward(
         return _backend.lif_forward_cuda(x, p, dt, w_rec, state, param_grads)
     if not isinstance(p, LIFParameters):
         raise TypeError(f"p must be LIFParameters, got {type(p).__name__}")
+    x = _check_input(x, check_finite=False)  # checked through the final state below
     if sparse_tol is not None:
         if p.smooth:
             raise ValueError("sparse_tol needs binary spikes; it cannot be used with smooth=True")
@@ -265,7 +272,6 @@ def lif_forward(
                 "sparse_tol cannot be combined with param_grads=True: the gradients of the "
                 "neuron parameters need the membrane of every neuron-step"
             )
-    x = _check_input(x)
     dt = check_time_step(p, dt)
     n_steps, batch, n = x.shape
     dtype = x.dtype
@@ -311,6 +317,7 @@ def lif_forward(
             run(t0, t1, h_chunk[: t1 - t0])
             builder.add(t0, h_chunk[: t1 - t0])
         compact = builder.finish()
+    _check_propagated("x", x, i, v)
     if w_rec is None:
         z_state = z[-1].copy()
     tape = LIFTape(
@@ -338,12 +345,33 @@ def _check_w_rec(w_rec, n: int, dtype) -> np.ndarray:
 
 
 def _check_output_grad(name: str, grad, shape, dtype) -> np.ndarray:
-    grad = as_float_array(name, grad, ndim=3, dtype=dtype, shape_doc=str(shape))
+    """Shape and dtype of an output gradient; its finiteness is checked after the backward
+    pass by :func:`_check_propagated`."""
+    grad = as_float_array(
+        name, grad, ndim=3, dtype=dtype, shape_doc=str(shape), check_finite=False
+    )
     if grad.shape != shape:
         raise ValueError(
             f"{name} must have the shape of the forward output {shape}, got {grad.shape}"
         )
     return grad
+
+
+def _check_propagated(name: str, source: np.ndarray, *carried: np.ndarray) -> None:
+    """Finiteness of a (T, B, N) input checked through what it flowed into.
+
+    Every step adds its input to the synaptic current (and its gradient to the adjoints),
+    which then decay geometrically: a NaN or inf anywhere in ``source`` makes the final state
+    (or the initial-state gradients) ``carried`` non-finite. So a scan of these (B, N) arrays
+    replaces a pass over the whole input; only when it fails is ``source`` scanned to name
+    the first bad entry (or, if it is finite, the overflow is reported)."""
+    if all(np.isfinite(np.add.reduce(c, axis=None)) for c in carried if c.size):
+        return
+    check_all_finite(name, source)
+    raise ValueError(
+        f"{name} is finite but the computation overflowed (the state or gradient reached inf); "
+        f"{name} or the weights are too large"
+    )
 
 
 def _final_adjoints(grad_final_state, batch, n, dtype):
@@ -451,6 +479,7 @@ def lif_backward(
             grad_w_rec_t,
         )  # fmt: skip
         grad_w_rec = np.ascontiguousarray(grad_w_rec_t.T)
+    _check_propagated("grad_z", grad_z, gv, gi)
     grads = LIFGradients(gx, grad_w_rec, gv, gi, grad_z0, None, None, None, None)
     if param_grads:
         if not tape.state_given:
@@ -480,6 +509,7 @@ def _lif_backward_compact(grad_z, tape: LIFTape, grad_final_state) -> LIFGradien
         grad_z, ct.bits, ct.row_ptr, ct.cols, ct.h, w_rec_t, c.a_m, c.decay_s, c.v_th, c.v_reset,
         p.reset_code, p.surrogate_code, float(p.alpha), bool(p.detach_reset), gx, gv, gi, gz_rec,
     )  # fmt: skip
+    _check_propagated("grad_z", grad_z, gv, gi)
     grad_w_rec = grad_z0 = None
     if recurrent:
         grad_w_rec_t = np.zeros((n, n), dtype)
@@ -564,7 +594,7 @@ def li_forward(
         return _backend.li_forward_cuda(x, p, dt, state, param_grads)
     if not isinstance(p, LIParameters):
         raise TypeError(f"p must be LIParameters, got {type(p).__name__}")
-    x = _check_input(x)
+    x = _check_input(x, check_finite=False)  # checked through the final state below
     dt = check_time_step(p, dt)
     n_steps, batch, n = x.shape
     dtype = x.dtype
@@ -577,6 +607,7 @@ def li_forward(
     cpu.li_forward(
         x, coeffs.a_m, coeffs.decay_s, coeffs.v_leak, v, i, out, i1, none, True, param_grads, False
     )
+    _check_propagated("x", x, i, v)
     tape = LITape(p, dt, coeffs, out, i1 if param_grads else None, v0, given, LIState(v, i))
     out.flags.writeable = False  # the tape refers to it: an in-place change would corrupt grads
     return out, tape
@@ -610,6 +641,7 @@ def li_backward(
         grad_v, v_out, i1, tape.v0, c.a_m, c.decay_s, c.v_leak, param_grads,
         gx, gv, gi, g_am, g_decay, g_vleak,
     )  # fmt: skip
+    _check_propagated("grad_v", grad_v, gv, gi)
     grads = LIGradients(gx, gv, gi, None, None, None)
     if param_grads:
         if not tape.state_given:

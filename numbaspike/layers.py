@@ -48,8 +48,10 @@ def _rng(seed) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
-def _check_layer_input(name: str, x, n_in: int, dtype) -> np.ndarray:
-    x = as_float_array(name, x, ndim=3, dtype=dtype, shape_doc=f"(T, B, {n_in})")
+def _check_layer_input(name: str, x, n_in: int, dtype, check_finite: bool = True) -> np.ndarray:
+    x = as_float_array(
+        name, x, ndim=3, dtype=dtype, shape_doc=f"(T, B, {n_in})", check_finite=check_finite
+    )
     if x.shape[2] != n_in:
         raise ValueError(f"{name} must have shape (T, B, {n_in}), got {x.shape}")
     return x
@@ -317,7 +319,7 @@ class LIF(_NeuronLayer):
         return self._config("LIF")
 
     def forward(self, x):
-        x = _check_layer_input("x", x, self.n_in, self.dtype)
+        x = _check_layer_input("x", x, self.n_in, self.dtype, check_finite=False)
         return F.lif_forward(
             x,
             self.current_parameters(),
@@ -369,7 +371,7 @@ class LIFRecurrent(_NeuronLayer):
         return cfg
 
     def forward(self, x):
-        x = _check_layer_input("x", x, self.n_in, self.dtype)
+        x = _check_layer_input("x", x, self.n_in, self.dtype, check_finite=False)
         return F.lif_forward(
             x,
             self.current_parameters(),
@@ -403,7 +405,7 @@ class LI(_NeuronLayer):
         return self._config("LI")
 
     def forward(self, x):
-        x = _check_layer_input("x", x, self.n_in, self.dtype)
+        x = _check_layer_input("x", x, self.n_in, self.dtype, check_finite=False)
         return F.li_forward(x, self.current_parameters(), self.dt, param_grads=bool(self.learn))
 
     def backward(self, grad_y, tape, need_input_grad: bool = True):

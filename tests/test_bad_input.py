@@ -105,11 +105,41 @@ def test_x_not_finite(x, value, dtype):
 
 
 def test_x_large_but_finite_float32_is_not_reported_as_inf():
-    """The finiteness check sums the array; a float32 sum that overflows is not a NaN."""
+    """A finite x whose currents overflow float32 is reported as an overflow, not as an inf
+    in x (and never silently: the membrane would hold inf and NaN)."""
     x = np.full((T, B, N), 3e38, np.float32)
     x[:, :, 1] = 0.0
-    z, _ = ns.lif_forward(x, P, DT)
+    with pytest.raises(ValueError, match="x is finite but the computation overflowed"):
+        ns.lif_forward(x, P, DT)
+    small = np.full((T, B, N), 3e37, np.float32)  # large, but i stays below float32's max
+    small[1:] = 0.0
+    z, _ = ns.lif_forward(small, P, DT)
     assert z.shape == x.shape
+
+
+@pytest.mark.parametrize("where", [(0, 0, 0), (T - 1, B - 1, N - 1), (T // 2, 0, N - 1)])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_output_gradient_is_named_wherever_it_is(where, bad):
+    """Output gradients are checked through the initial-state gradients they flow into: a
+    NaN/inf anywhere, even at the last step or where the surrogate is 0, is reported."""
+    x = np.random.default_rng(0).normal(0.5, 2.0, (T, B, N))
+    for surrogate in ("superspike", "boxcar"):
+        for w_rec, sparse_tol in ((None, None), (np.eye(N), None), (None, 0.0)):
+            p = ns.LIFParameters(
+                surrogate=surrogate, alpha=0.01 if surrogate == "boxcar" else 100.0
+            )
+            z, tape = ns.lif_forward(x, p, DT, w_rec=w_rec, sparse_tol=sparse_tol)
+            g = np.ones_like(z)
+            g[where] = bad
+            with pytest.raises(
+                ValueError, match=f"grad_z contains {'NaN' if bad != bad else 'inf'}"
+            ):
+                ns.lif_backward(g, tape)
+    v, li_tape = ns.li_forward(x)
+    g = np.ones_like(v)
+    g[where] = bad
+    with pytest.raises(ValueError, match="grad_v contains"):
+        ns.li_backward(g, li_tape)
 
 
 def _views(x):
