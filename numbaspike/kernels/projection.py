@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from .bits import WORD as _WORD
-from .bits import popcount as _popcount
-from .bits import trailing_zeros as _trailing_zeros
+from .intrinsics import WORD as _WORD
+from .intrinsics import popcount as _popcount
+from .intrinsics import trailing_zeros as _trailing_zeros
 
 __all__ = [
     "SpikeEvents",

@@ -32,8 +32,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .bits import WORD, popcount, trailing_zeros
-from .cpu import _adjoint_row, _pair, surrogate_grad
+from .cpu import _adjoint_row, _pair, _prefetch_step, surrogate_grad
+from .intrinsics import WORD, popcount, trailing_zeros
 
 
 @njit(inline="always")
@@ -125,6 +125,8 @@ def _lif_sparse_backward(
         gzb = np.empty(n, grad_z.dtype)
         scratch = np.empty((4, n), grad_z.dtype)
         for t in range(n_steps - 1, -1, -1):
+            _prefetch_step(grad_z, t - 1, b, 0, n, False)
+            _prefetch_step(gx, t - 1, b, 0, n, True)
             r = t * batch + b
             # Inactive neuron-steps: a membrane on the right side of threshold, s = 0.
             for j in range(n):
@@ -141,7 +143,7 @@ def _lif_sparse_backward(
                     gzb[j] += _dot_row(gx, t + 1, b, w_rec_t, j)
             _adjoint_row(
                 gzb, hb, scratch[0], sb, th, v_reset, am, dd, n, reset_code, False, detach,
-                gvb, gib, gx[t, b], scratch[1], scratch[2], scratch[3],
+                gvb, gib, gx[t, b], scratch[1], scratch[2], scratch[3], False,
             )  # fmt: skip
         gv[b] = gvb
         gi[b] = gib
