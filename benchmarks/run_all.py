@@ -3,8 +3,8 @@
     python benchmarks/run_all.py [--quick]
 
 Runs ``machine.py`` (fresh measurements), ``linear_lif.py``, ``shd_step.py``,
-``forward_only.py`` and ``compile_time.py``, each in its own process (a failing benchmark
-is reported and the others still run), then writes ``benchmarks/results/results.md`` and
+``sparse_backward.py``, ``forward_only.py`` and ``compile_time.py``, each in its own process
+(a failing benchmark is reported and the others still run), then writes ``benchmarks/results/results.md`` and
 ``benchmarks/results/results.png``. See ``benchmarks/README.md``.
 """
 
@@ -24,7 +24,7 @@ import _harness as H  # noqa: E402
 import machine  # noqa: E402
 import report  # noqa: E402
 
-BENCHMARKS = ("linear_lif", "shd_step", "forward_only", "compile_time")
+BENCHMARKS = ("linear_lif", "shd_step", "sparse_backward", "forward_only", "compile_time")
 
 
 def _git(*args: str) -> str:
