@@ -997,19 +997,51 @@ def _recurrent_weight_grad_partials(gx, h, bits, v_th, z0, sg_code, alpha, smoot
     """``partials[c, j, :] = sum z_{t-1}[b, j] * gx[t, b, :]`` over the (t, b) pairs of chunk
     ``c``; event-driven: each pair reads its row of ``gx`` once and adds it to the rows of
     the neurons that fired at the step before."""
+    for c in prange(partials.shape[0]):
+        _weight_grad_chunk(c, gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials)
+
+
+@njit
+def _weight_grad_chunk(c, gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials):
+    """Chunk ``c`` of :func:`_recurrent_weight_grad_partials`: per (t, b) pair, the spikes of
+    step ``t - 1`` (from ``z0``, the spike ``bits`` or ``h``), their indices (a branch-free
+    compaction), then two events at a time share each load of the ``gx`` row. Every entry of
+    a partial still sums its terms in (t, b) order."""
     n_steps, batch, n = gx.shape
     n_rows = n_steps * batch
     chunks = partials.shape[0]
     per_chunk = (n_rows + chunks - 1) // chunks
-    for c in prange(chunks):
-        for row in range(c * per_chunk, min((c + 1) * per_chunk, n_rows)):
-            t = row // batch
-            b = row % batch
+    z_row = np.empty(n, gx.dtype)
+    fired = np.empty(n, np.int64)
+    for row in range(c * per_chunk, min((c + 1) * per_chunk, n_rows)):
+        t = row // batch
+        b = row % batch
+        if t == 0:
             for j in range(n):
-                z = _previous_spike(h, bits, z0, t, b, j, v_th, sg_code, alpha, smooth)
-                if z != 0.0:
-                    for k in range(n):
-                        partials[c, j, k] += z * gx[t, b, k]
+                z_row[j] = z0[b, j]
+        elif h.shape[0] == 0:
+            for j in range(n):
+                z_row[j] = (bits[t - 1, b, j >> 3] >> (j & 7)) & 1
+        else:
+            _spike_block(h[t - 1, b], v_th, n, sg_code, alpha, smooth, z_row)
+        count = 0
+        for j in range(n):
+            fired[count] = j
+            count += 1 if z_row[j] != 0.0 else 0
+        e = 0
+        while e + 2 <= count:
+            j0, j1 = fired[e], fired[e + 1]
+            a0, a1 = z_row[j0], z_row[j1]
+            for k in range(n):
+                g = gx[t, b, k]
+                partials[c, j0, k] += a0 * g
+                partials[c, j1, k] += a1 * g
+            e += 2
+        if e < count:
+            j0 = fired[e]
+            a0 = z_row[j0]
+            for k in range(n):
+                partials[c, j0, k] += a0 * gx[t, b, k]
 
 
 def _sum_partials(partials, out):
