@@ -435,7 +435,7 @@ def _kink_points(tapes) -> list[tuple[np.ndarray, tuple[float, ...]]]:
     """``(u, kinks)`` for every LIF tape whose ``F`` has kinks (``u = h - v_th``)."""
     out = []
     for t in tapes:
-        if isinstance(t, _functional.LIFTape):
+        if isinstance(t, _functional.LIFTape) and t.h is not None:  # not compact tapes
             kinks = tuple(SURROGATE_KINKS[t.p.surrogate](t.p.alpha))
             if kinks:
                 out.append((t.h - t.coeffs.v_th, kinks))
@@ -513,7 +513,8 @@ def smooth_copy(net, dtype=np.float64, smooth: bool | None = True):
     The copy is rebuilt with ``Sequential.from_config`` and gets the current parameter
     values; with ``smooth=True`` (``False``) every ``LIF``/``LIFRecurrent`` layer's
     parameters are replaced by ``p.replace(smooth=True)`` (``False``), with ``None`` they are
-    kept. The original network is not touched.
+    kept; smooth copies drop ``sparse_tol`` (the smooth model has no sparse backward). The
+    original network is not touched.
     """
     from .network import Sequential
 
@@ -524,6 +525,8 @@ def smooth_copy(net, dtype=np.float64, smooth: bool | None = True):
         c["dtype"] = np.dtype(dtype).name
         if smooth is not None and c.get("type") in ("LIF", "LIFRecurrent"):
             c["p"]["smooth"] = bool(smooth)
+            if smooth:  # the smooth model has no sparse backward: its gradient is exact
+                c.pop("sparse_tol", None)
     try:
         copy = Sequential.from_config(cfg)
     except ValueError as err:

@@ -331,3 +331,31 @@ def test_gradient_study_example_runs_at_toy_size(tmp_path, capsys):
     assert out.exists() and out.stat().st_size > 1000
     text = capsys.readouterr().out
     assert "cos all" in text and "boxcar" in text
+
+
+def test_networks_with_a_sparse_backward_layer_are_checked_and_compared():
+    """check_network checks the smooth model (whose copy drops sparse_tol: it has no sparse
+    backward); compare_surrogate_to_smooth compares the *sparse* surrogate gradient with it:
+    with a tiny tolerance it is the plain surrogate gradient, with a large one it differs."""
+    x, target = _membrane_problem()
+
+    def net_with(tol):
+        net = Sequential(
+            Linear(5, 6, seed=2),
+            LIFRecurrent(6, LIFParameters(surrogate="sigmoid", alpha=5.0), seed=1, sparse_tol=tol),
+            Linear(6, 3, bias=True, seed=3),
+            LI(3),
+        )
+        net.parameters()["0.weight"][...] = np.random.default_rng(0).normal(0.5, 0.5, (6, 5))
+        return net
+
+    result = gc.check_network(net_with(1e-3), x, MembraneMSE(), target)
+    assert result.ok, str(result)
+    rows = {
+        tol: gc.compare_surrogate_to_smooth(net_with(tol), x, MembraneMSE(), target)["1.w_rec"]
+        for tol in (None, 1e-9, 0.5)
+    }
+    assert rows[1e-9].norm_surrogate == pytest.approx(rows[None].norm_surrogate, rel=1e-6)
+    assert rows[1e-9].cosine == pytest.approx(rows[None].cosine, abs=1e-6)
+    assert abs(rows[0.5].norm_surrogate / rows[None].norm_surrogate - 1) > 0.01
+    assert rows[0.5].norm_smooth == rows[None].norm_smooth  # the same smooth model
