@@ -16,6 +16,7 @@ import numba
 import numpy as np
 import pytest
 import torch
+from _helpers_torch import ALPHAS
 from reference_numpy import surrogate_s as np_surrogate_s
 from reference_torch import SURROGATES, lif_forward_torch
 
@@ -28,15 +29,6 @@ from numbaspike.network import Sequential
 from numbaspike.optim import Adam
 from numbaspike.train import train_step
 
-ALPHAS = {
-    "superspike": 5.0,
-    "sigmoid": 5.0,
-    "atan": 2.0,
-    "tanh": 3.0,
-    "erfc": 3.0,
-    "triangle": 1.0,
-    "boxcar": 0.5,
-}
 T, B, N = 30, 3, 9
 
 

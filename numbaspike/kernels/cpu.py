@@ -440,6 +440,12 @@ def _prefetch_step(arr, t, b, n0, m, write):
 
 
 @njit(inline="always")
+def _block_params(a_m, decay_s, v_leak, v_th, n0, n1):
+    """Private copies of the per-neuron coefficients of neurons ``n0 .. n1 - 1``."""
+    return a_m[n0:n1].copy(), decay_s[n0:n1].copy(), v_leak[n0:n1].copy(), v_th[n0:n1].copy()
+
+
+@njit(inline="always")
 def _copy_2d(src, dst):
     """``dst[:, :] = src`` (loops: no shape checks to compile)."""
     for r in range(src.shape[0]):
@@ -481,12 +487,7 @@ def _lif_feed_forward_forward_item(
     nblk = (n + BLOCK - 1) // BLOCK
     b, n0, n1 = _chunk(c, nblk, n)
     m = n1 - n0
-    am, dd, ll, th = (
-        a_m[n0:n1].copy(),
-        decay_s[n0:n1].copy(),
-        v_leak[n0:n1].copy(),
-        v_th[n0:n1].copy(),
-    )
+    am, dd, ll, th = _block_params(a_m, decay_s, v_leak, v_th, n0, n1)
     vv, ii = v[b, n0:n1].copy(), i[b, n0:n1].copy()
     hb, i1b, zb = np.empty(m, x.dtype), np.empty(m, x.dtype), np.empty(m, x.dtype)
     for t in range(n_steps):
@@ -533,12 +534,7 @@ def _lif_feed_forward_backward_item(
     nblk = (n + BLOCK - 1) // BLOCK
     b, n0, n1 = _chunk(c, nblk, n)
     m = n1 - n0
-    am, dd, ll, th = (
-        a_m[n0:n1].copy(),
-        decay_s[n0:n1].copy(),
-        v_leak[n0:n1].copy(),
-        v_th[n0:n1].copy(),
-    )
+    am, dd, ll, th = _block_params(a_m, decay_s, v_leak, v_th, n0, n1)
     gvb, gib = gv[b, n0:n1].copy(), gi[b, n0:n1].copy()
     bufs = np.empty((7, m), h.dtype)
     acc = np.zeros((4, m), np.float64)
@@ -1151,7 +1147,8 @@ li_backward = _pair(_li_backward, _feed_forward_work)
 
 
 _weight_grad_partials = _pair(_recurrent_weight_grad_partials, _feed_forward_work)
-_weight_grad_sum = _pair(_sum_partials, lambda args: args[0].size)
+#: ``out += partials.sum(0)`` in chunk order (also used by :mod:`.projection`).
+sum_partials = _pair(_sum_partials, lambda args: args[0].size)
 _weight_grad_by_columns = _pair(_recurrent_weight_grad_by_columns, _feed_forward_work)
 
 
@@ -1171,6 +1168,6 @@ def recurrent_weight_grad(gx, h, bits, v_th, z0, sg_code, alpha, smooth, grad_w_
     if chunks * n * n * grad_w_t.itemsize <= WEIGHT_GRAD_PARTIALS_BUDGET:
         partials = np.zeros((chunks, n, n), grad_w_t.dtype)
         _weight_grad_partials(gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials)
-        _weight_grad_sum(partials, grad_w_t)
+        sum_partials(partials, grad_w_t)
     else:
         _weight_grad_by_columns(gx, h, bits, v_th, z0, sg_code, alpha, smooth, grad_w_t)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
+from .cpu import sum_partials
 from .intrinsics import WORD as _WORD
 from .intrinsics import popcount as _popcount
 from .intrinsics import trailing_zeros as _trailing_zeros
@@ -307,7 +308,7 @@ def events_weight_grad(events: SpikeEvents, grad_y, grad_w_t):
     if chunks * n_in * n_out * grad_w_t.itemsize <= PARTIALS_BUDGET:
         partials = np.zeros((chunks, n_in, n_out), grad_w_t.dtype)
         _weight_grad_partials(events.row_ptr, events.cols, events.values, grad_y, partials)
-        _sum_partials(partials, grad_w_t)
+        sum_partials(partials, grad_w_t)
     else:
         col_ptr = np.empty(n_in + 1, np.int64)
         rows = np.empty(events.nnz, np.int32)
@@ -329,15 +330,6 @@ def _weight_grad_partials(row_ptr, cols, values, grad_y, partials):
                 v = _value(values, e, grad_y)
                 for k in range(n_out):
                     partials[c, j, k] += v * grad_y[m, k]
-
-
-@njit(parallel=True, cache=True)
-def _sum_partials(partials, out):
-    chunks, n_in, n_out = partials.shape
-    for j in prange(n_in):
-        for c in range(chunks):
-            for k in range(n_out):
-                out[j, k] += partials[c, j, k]
 
 
 @njit(cache=True)
