@@ -28,3 +28,49 @@ def single_numba_thread():
         yield
     finally:
         numba.set_num_threads(previous)
+
+
+def _serialise_simulator_shared_arrays() -> None:
+    """Work around a race in Numba's CUDA simulator (numba 0.68).
+
+    ``FakeCUDAShared.array`` creates a block's shared array on first use, keyed by the
+    calling file and line, with an unlocked check-then-insert: two simulated threads of one
+    block can each create their own array, and then they do not share it. A kernel that
+    uses shared memory (the tiled matmul) then gives an intermittent wrong result that no
+    GPU would give. This replacement does the same lookup under a lock.
+    """
+    import sys
+    import threading
+    import traceback
+
+    from numba.core import types
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    original = kernelapi.FakeCUDAShared.array
+    if getattr(original, "_numbaspike_locked", False):
+        return
+    lock = threading.Lock()
+
+    def array(self, shape, dtype):
+        if shape == 0:  # dynamic shared memory: one buffer, no per-line allocation
+            return original(self, shape, dtype)
+        if isinstance(dtype, types.Type):
+            dtype = numpy_support.as_dtype(dtype)
+        caller = traceback.extract_stack(sys._getframe())[-2][0:2]  # as the original
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                res = np.empty(shape, dtype)
+                self._allocations[caller] = res
+        return res
+
+    array._numbaspike_locked = True
+    kernelapi.FakeCUDAShared.array = array
+
+
+def pytest_configure(config) -> None:
+    import numba
+
+    if numba.config.ENABLE_CUDASIM:
+        _serialise_simulator_shared_arrays()
