@@ -22,6 +22,7 @@ the neuron parameters (they need every membrane).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -90,6 +91,15 @@ def check_sparse_tol(sparse_tol) -> float | None:
 
 def activity_band(surrogate: str, alpha: float, tol: float) -> float:
     """Half-width of the band ``|h - v_th| < band`` where ``s(h - v_th) > tol * s(0)``.
+
+    Computed once per ``(surrogate, alpha, tol)`` (every forward pass asks for it).
+    """
+    return _band(surrogate, float(alpha), float(tol))
+
+
+@functools.lru_cache(maxsize=256)
+def _band(surrogate: str, alpha: float, tol: float) -> float:
+    """:func:`activity_band` for float arguments.
 
     Every surrogate is even and non-increasing in ``|u|``, so the active set is such a band;
     its edge is found by doubling and bisection on ``s`` in float64 (``inf`` when ``s`` never

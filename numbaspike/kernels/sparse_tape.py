@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .cpu import _adjoint_row, _pair, _prefetch_step, surrogate_grad
+from .cpu import _adjoint_row, _pair, _prefetch_step, _store_state, surrogate_grad
 from .intrinsics import WORD, popcount, trailing_zeros
 
 
@@ -145,8 +145,8 @@ def _lif_sparse_backward(
                 gzb, hb, scratch[0], sb, th, v_reset, am, dd, n, reset_code, False, detach,
                 gvb, gib, gx[t, b], scratch[1], scratch[2], scratch[3], False,
             )  # fmt: skip
-        gv[b] = gvb
-        gi[b] = gib
+        _store_state(gv, b, 0, gvb, n)
+        _store_state(gi, b, 0, gib, n)
         if recurrent:
             for j in range(n):
                 gz_rec[b, j] = _dot_row(gx, 0, b, w_rec_t, j)
