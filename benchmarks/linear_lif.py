@@ -9,7 +9,9 @@ pass goes to the weight only (no input gradient). n in {512, 2048, 8192}; ``--qu
 skips 8192 (~3.5 GB for the PyTorch autograd graph, 13 s per step on 2 cores).
 
 * numbaspike: ``Linear.forward`` (one ``(T*B, n) @ W.T``), ``LIF.forward`` (fused kernel,
-  tape = ``h``), ``np.ones_like(z)``, ``LIF.backward``, ``Linear.backward(need_input_grad=False)``.
+  tape = ``h``), ``g = np.ones_like(z)``, ``LIF.backward(g, out=g)`` (in place: dL/dx
+  overwrites ``g``), the LIF tape dropped (as autograd frees its graph during backward),
+  ``Linear.backward(need_input_grad=False)`` (one ``gemm`` accumulating into the gradient).
 * PyTorch: ``nn.Linear(n, n, bias=False)`` on the whole ``(T, B, n)`` tensor, the LIF loop
   of ``torch_snn.py``, ``z.sum().backward()``.
 
@@ -68,7 +70,10 @@ class NumbaspikeCase(H.Case):
         z, tape_lif = self.lif.forward(y)
         del y  # the LIF tape keeps h, not its input current
         self.loss = float(z.sum(dtype=np.float64))
-        grad_y = self.lif.backward(np.ones_like(z), tape_lif)
+        grad = np.ones_like(z)
+        del z  # (the tape still refers to it)
+        grad_y = self.lif.backward(grad, tape_lif, out=grad)
+        del tape_lif, grad  # frees h and z, as autograd frees its graph
         self.lin.backward(grad_y, tape_lin, need_input_grad=False)
 
     def memory_warmup(self):

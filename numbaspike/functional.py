@@ -357,7 +357,39 @@ def _check_output_grad(name: str, grad, shape, dtype) -> np.ndarray:
     return grad
 
 
-def _check_propagated(name: str, source: np.ndarray, *carried: np.ndarray) -> None:
+def _check_out(out, grad: np.ndarray, shape, dtype, tape_arrays) -> np.ndarray:
+    """The ``out`` argument of a backward pass: where dL/dx goes (a fresh array if None).
+
+    It must be a writeable, C-contiguous array of ``shape`` and ``dtype``; it may be the
+    output gradient itself (an in-place pass: each step reads its output gradient before
+    writing its input gradient), but must not otherwise overlap it or the tape."""
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array of shape {shape}, got {type(out).__name__}")
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError(
+            f"out must have shape {shape} and dtype {np.dtype(dtype)}, got {out.shape} {out.dtype}"
+        )
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out must be a writeable, C-contiguous array")
+    for arr in tape_arrays:
+        if arr is not None and np.may_share_memory(out, arr):
+            raise ValueError("out must not share memory with the tape of the forward pass")
+    same = out is grad or (
+        out.__array_interface__["data"][0] == grad.__array_interface__["data"][0]
+        and out.strides == grad.strides
+    )
+    if not same and np.may_share_memory(out, grad):
+        raise ValueError(
+            "out must be the output gradient itself (an in-place backward pass) or not overlap it"
+        )
+    return out
+
+
+def _check_propagated(
+    name: str, source: np.ndarray, *carried: np.ndarray, overwritten: bool = False
+) -> None:
     """Finiteness of a (T, B, N) input checked through what it flowed into.
 
     Every step adds its input to the synaptic current (and its gradient to the adjoints),
@@ -367,6 +399,11 @@ def _check_propagated(name: str, source: np.ndarray, *carried: np.ndarray) -> No
     the first bad entry (or, if it is finite, the overflow is reported)."""
     if all(np.isfinite(np.add.reduce(c, axis=None)) for c in carried if c.size):
         return
+    if overwritten:
+        raise ValueError(
+            f"{name} holds NaN or inf, or the backward pass overflowed ({name} was "
+            f"overwritten in place by out={name}; run without out to locate the bad entry)"
+        )
     check_all_finite(name, source)
     raise ValueError(
         f"{name} is finite but the computation overflowed (the state or gradient reached inf); "
@@ -395,15 +432,15 @@ class _BackwardBuffers(NamedTuple):
     accumulators: tuple[np.ndarray, ...]
 
 
-def _backward_buffers(tape, out: np.ndarray, grad_final_state, n_accumulators: int):
-    n_steps, batch, n = out.shape
-    dtype = out.dtype
+def _backward_buffers(tape, gx: np.ndarray, grad_final_state, n_accumulators: int):
+    n_steps, batch, n = gx.shape
+    dtype = gx.dtype
     gv, gi = _final_adjoints(grad_final_state, batch, n, dtype)
     param_grads = tape.i1 is not None
     acc_shape = (batch, n) if param_grads else (0, 0)
     accumulators = tuple(np.zeros(acc_shape, np.float64) for _ in range(n_accumulators))
     i1 = tape.i1 if param_grads else np.empty((0, 0, 0), dtype)
-    return _BackwardBuffers(np.empty_like(out), gv, gi, i1, accumulators)
+    return _BackwardBuffers(gx, gv, gi, i1, accumulators)
 
 
 def _reduce_param_grad(given, per_neuron: np.ndarray, dtype):
@@ -429,6 +466,7 @@ def lif_backward(
     tape: LIFTape,
     grad_final_state: tuple | None = None,
     *,
+    out: np.ndarray | None = None,
     backend: str | None = None,
 ) -> LIFGradients:
     """Backpropagate ``grad_z = dL/dz`` (T, B, N) through the LIF layer recorded in ``tape``.
@@ -436,6 +474,10 @@ def lif_backward(
     ``grad_final_state`` optionally gives ``(dL/dv_T, dL/di_T)`` for a loss that also depends
     on the final state (truncated BPTT across chunks). See the module docstring for the
     equations. Returns a :class:`LIFGradients`.
+
+    ``out`` (CPU only) receives dL/dx instead of a new array: a writeable C-contiguous
+    (T, B, N) array of the tape's dtype, which may be ``grad_z`` itself (then ``grad_z`` is
+    overwritten, and no (T, B, N) array is allocated).
 
     The backward pass runs on the backend that recorded the tape (``tape.backend``); a
     ``backend`` given here must resolve to the same one. With ``"cuda"``, the gradients
@@ -446,17 +488,20 @@ def lif_backward(
             f"tape must be the LIFTape returned by lif_forward, got {type(tape).__name__}"
         )
     if _tape_backend(tape, backend) == "cuda":
+        if out is not None:
+            raise ValueError("out is only supported on the CPU backend")
         return _backend.lif_backward_cuda(grad_z, tape, grad_final_state)
     if tape.compact is not None:
-        return _lif_backward_compact(grad_z, tape, grad_final_state)
+        return _lif_backward_compact(grad_z, tape, grad_final_state, out)
     h = tape.h
     n_steps, batch, n = h.shape
     dtype = h.dtype
     grad_z = _check_output_grad("grad_z", grad_z, h.shape, dtype)
+    out = _check_out(out, grad_z, h.shape, dtype, (h, tape.i1))
     p, c = tape.p, tape.coeffs
     param_grads = tape.i1 is not None
     gx, gv, gi, i1, (g_am, g_decay, g_vth, g_vleak) = _backward_buffers(
-        tape, h, grad_final_state, 4
+        tape, out, grad_final_state, 4
     )
     common = (c.a_m, c.decay_s, c.v_leak, c.v_th, c.v_reset)
     # alpha in the working dtype: float32 layers evaluate the surrogate in float32, as
@@ -487,7 +532,7 @@ def lif_backward(
             grad_w_rec_t,
         )  # fmt: skip
         grad_w_rec = np.ascontiguousarray(grad_w_rec_t.T)
-    _check_propagated("grad_z", grad_z, gv, gi)
+    _check_propagated("grad_z", grad_z, gv, gi, overwritten=gx is grad_z)
     grads = LIFGradients(gx, grad_w_rec, gv, gi, grad_z0, None, None, None, None)
     if param_grads:
         if not tape.state_given:
@@ -500,7 +545,7 @@ def lif_backward(
     return grads
 
 
-def _lif_backward_compact(grad_z, tape: LIFTape, grad_final_state) -> LIFGradients:
+def _lif_backward_compact(grad_z, tape: LIFTape, grad_final_state, out) -> LIFGradients:
     """:func:`lif_backward` from a compact tape (``sparse_tol``; no parameter gradients)."""
     ct = tape.compact
     n_steps, batch, _ = ct.bits.shape
@@ -509,7 +554,7 @@ def _lif_backward_compact(grad_z, tape: LIFTape, grad_final_state) -> LIFGradien
     grad_z = _check_output_grad("grad_z", grad_z, (n_steps, batch, n), dtype)
     p, c = tape.p, tape.coeffs
     gv, gi = _final_adjoints(grad_final_state, batch, n, dtype)
-    gx = np.empty((n_steps, batch, n), dtype)
+    gx = _check_out(out, grad_z, (n_steps, batch, n), dtype, (ct.h, ct.bits))
     recurrent = tape.w_rec is not None
     w_rec_t = np.ascontiguousarray(tape.w_rec.T) if recurrent else np.empty((0, 0), dtype)
     gz_rec = np.zeros((batch, n) if recurrent else (0, 0), dtype)
@@ -517,7 +562,7 @@ def _lif_backward_compact(grad_z, tape: LIFTape, grad_final_state) -> LIFGradien
         grad_z, ct.bits, ct.row_ptr, ct.cols, ct.h, w_rec_t, c.a_m, c.decay_s, c.v_th, c.v_reset,
         p.reset_code, p.surrogate_code, dtype.type(p.alpha), bool(p.detach_reset), gx, gv, gi, gz_rec,
     )  # fmt: skip
-    _check_propagated("grad_z", grad_z, gv, gi)
+    _check_propagated("grad_z", grad_z, gv, gi, overwritten=gx is grad_z)
     grad_w_rec = grad_z0 = None
     if recurrent:
         grad_w_rec_t = np.zeros((n, n), dtype)
@@ -626,30 +671,35 @@ def li_backward(
     tape: LITape,
     grad_final_state: tuple | None = None,
     *,
+    out: np.ndarray | None = None,
     backend: str | None = None,
 ) -> LIGradients:
     """Backpropagate ``grad_v = dL/dv`` (T, B, N) through the leaky integrator in ``tape``.
 
-    Runs on ``tape.backend`` (a ``backend`` given here must agree), as :func:`lif_backward`.
+    Runs on ``tape.backend`` (a ``backend`` given here must agree), as :func:`lif_backward`;
+    ``out`` as there (it may be ``grad_v`` itself).
     """
     if not isinstance(tape, LITape):
         raise TypeError(
             f"tape must be the LITape returned by li_forward, got {type(tape).__name__}"
         )
     if _tape_backend(tape, backend) == "cuda":
+        if out is not None:
+            raise ValueError("out is only supported on the CPU backend")
         return _backend.li_backward_cuda(grad_v, tape, grad_final_state)
     v_out = tape.v
     n_steps, batch, n = v_out.shape
     dtype = v_out.dtype
     grad_v = _check_output_grad("grad_v", grad_v, v_out.shape, dtype)
+    out = _check_out(out, grad_v, v_out.shape, dtype, (v_out, tape.i1))
     p, c = tape.p, tape.coeffs
     param_grads = tape.i1 is not None
-    gx, gv, gi, i1, (g_am, g_decay, g_vleak) = _backward_buffers(tape, v_out, grad_final_state, 3)
+    gx, gv, gi, i1, (g_am, g_decay, g_vleak) = _backward_buffers(tape, out, grad_final_state, 3)
     cpu.li_backward(
         grad_v, v_out, i1, tape.v0, c.a_m, c.decay_s, c.v_leak, param_grads,
         gx, gv, gi, g_am, g_decay, g_vleak,
     )  # fmt: skip
-    _check_propagated("grad_v", grad_v, gv, gi)
+    _check_propagated("grad_v", grad_v, gv, gi, overwritten=gx is grad_v)
     grads = LIGradients(gx, gv, gi, None, None, None)
     if param_grads:
         if not tape.state_given:

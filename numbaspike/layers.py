@@ -5,6 +5,8 @@ Every layer has the same small protocol:
 * ``forward(x) -> (y, tape)``: run over all time steps;
 * ``backward(grad_y, tape, need_input_grad=True) -> grad_x``: accumulate parameter
   gradients into ``layer.gradients()`` and return :math:`\partial L/\partial x` (or ``None``);
+  the neuron layers also take ``out=``, an array to write :math:`\partial L/\partial x`
+  into, which may be ``grad_y`` itself (an in-place pass that allocates no (T, B, N) array);
 * ``parameters()`` / ``gradients()``: ordered name → array mappings (the arrays are
   owned by the layer; optimisers update them in place);
 * ``config()``: a JSON-able description from which :func:`numbaspike.network.layer_from_config`
@@ -55,6 +57,19 @@ def _check_layer_input(name: str, x, n_in: int, dtype, check_finite: bool = True
     if x.shape[2] != n_in:
         raise ValueError(f"{name} must have shape (T, B, {n_in}), got {x.shape}")
     return x
+
+
+def _add_matmul_tn(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """``out += a.T @ b`` for C-contiguous ``a`` (M, P), ``b`` (M, Q), ``out`` (P, Q), by one
+    BLAS ``gemm`` with ``beta = 1`` that accumulates in place: no (P, Q) temporary (16 MB for
+    a 2048 x 2048 float32 weight) and no extra pass to add it."""
+    from scipy.linalg import blas
+
+    gemm = blas.get_blas_funcs("gemm", (out,))
+    # Fortran views: out.T (Q, P) = b.T (Q, M) @ a.T.T (M, P)
+    result = gemm(1.0, b.T, a.T, beta=1.0, c=out.T, trans_b=1, overwrite_c=1)
+    if not np.shares_memory(result, out):  # BLAS had to copy (never for these layouts)
+        out[...] = result.T
 
 
 class Layer:
@@ -199,7 +214,7 @@ class Linear(Layer):
             projection.events_weight_grad(tape.events, g, grad_w_t)
             self._grads["weight"] += grad_w_t.T
         else:
-            self._grads["weight"] += g.T @ tape.x
+            _add_matmul_tn(self._grads["weight"], g, tape.x)
         if self.bias:
             self._grads["bias"] += g.sum(axis=0)
         if not need_input_grad:
@@ -328,8 +343,8 @@ class LIF(_NeuronLayer):
             sparse_tol=self.sparse_tol,
         )
 
-    def backward(self, grad_y, tape, need_input_grad: bool = True):
-        grads = F.lif_backward(grad_y, tape)
+    def backward(self, grad_y, tape, need_input_grad: bool = True, out=None):
+        grads = F.lif_backward(grad_y, tape, out=out)
         self._accumulate(grads)
         return grads.x if need_input_grad else None
 
@@ -381,8 +396,8 @@ class LIFRecurrent(_NeuronLayer):
             sparse_tol=self.sparse_tol,
         )
 
-    def backward(self, grad_y, tape, need_input_grad: bool = True):
-        grads = F.lif_backward(grad_y, tape)
+    def backward(self, grad_y, tape, need_input_grad: bool = True, out=None):
+        grads = F.lif_backward(grad_y, tape, out=out)
         self._accumulate(grads)
         if not self.autapses:
             np.fill_diagonal(grads.w_rec, 0)
@@ -408,7 +423,7 @@ class LI(_NeuronLayer):
         x = _check_layer_input("x", x, self.n_in, self.dtype, check_finite=False)
         return F.li_forward(x, self.current_parameters(), self.dt, param_grads=bool(self.learn))
 
-    def backward(self, grad_y, tape, need_input_grad: bool = True):
-        grads = F.li_backward(grad_y, tape)
+    def backward(self, grad_y, tape, need_input_grad: bool = True, out=None):
+        grads = F.li_backward(grad_y, tape, out=out)
         self._accumulate(grads)
         return grads.x if need_input_grad else None

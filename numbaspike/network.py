@@ -128,10 +128,18 @@ class Sequential:
             if not 0 <= k < len(self.layers):
                 raise ValueError(f"output_grads: no layer with index {k}")
         g = grad_y
+        owned = False  # whether g is an array this call made (and may overwrite)
         for k in range(len(self.layers) - 1, -1, -1):
             if k in output_grads:
                 g = g + output_grads.pop(k)
-            g = self.layers[k].backward(g, tape.tapes[k], need_input_grad=need_input_grad or k > 0)
+                owned = True
+            layer = self.layers[k]
+            need = need_input_grad or k > 0
+            if owned and need and _can_overwrite(layer, g):
+                g = layer.backward(g, tape.tapes[k], out=g)
+            else:
+                g = layer.backward(g, tape.tapes[k], need_input_grad=need)
+            owned = True
         return g
 
     def config(self) -> list[dict[str, Any]]:
@@ -162,6 +170,18 @@ class Sequential:
                     f"parameter {name}: expected shape {arr.shape}, got {value.shape}"
                 )
             arr[...] = value
+
+
+def _can_overwrite(layer: Layer, g: np.ndarray) -> bool:
+    """Whether the backward pass of ``layer`` can write dL/dx over ``g`` (a neuron layer,
+    whose input and output have the same shape, given a C-contiguous ``g`` of its dtype)."""
+    return (
+        isinstance(layer, (LIF, LIFRecurrent, LI))
+        and isinstance(g, np.ndarray)
+        and g.dtype == layer.dtype
+        and g.flags.c_contiguous
+        and g.flags.writeable
+    )
 
 
 def layer_from_config(cfg: dict[str, Any]) -> Layer:

@@ -232,8 +232,8 @@ def test_check_network_with_detach_reset_and_classification_loss():
 def test_check_network_detects_a_broken_layer_backward(monkeypatch):
     original = LIF.backward
 
-    def broken(self, grad_y, tape, need_input_grad=True):
-        g = original(self, grad_y, tape, need_input_grad)
+    def broken(self, grad_y, tape, need_input_grad=True, out=None):
+        g = original(self, grad_y, tape, need_input_grad, out=out)
         return None if g is None else g * (1.0 + 1e-4)
 
     monkeypatch.setattr(LIF, "backward", broken)

@@ -176,26 +176,38 @@ def all_numba_threads(single_numba_thread):
 @pytest.mark.usefixtures("all_numba_threads")
 @pytest.mark.parametrize("recurrent", [False, True], ids=["ff", "rec"])
 def test_parallel_blocks_match_reference(recurrent):
-    """N > cpu.BLOCK: several neuron blocks (the last one partial) per batch row, run by
-    all Numba threads; LIF forward, simulate and LI agree with the oracle."""
+    """N > cpu.BLOCK: several neuron blocks (the last one partial) per batch row, and
+    B*N > 2 cpu.FLAT_CHUNK_MIN: chunks of the flattened (B*N) axis ending inside batch rows,
+    run by all Numba threads; LIF forward, simulate and LI agree with the oracle."""
     import numba
 
     from numbaspike.kernels import cpu
 
     assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
-    n = cpu.BLOCK + 44
+    n, b = cpu.BLOCK + 44, 7
+    assert b * n > 2 * cpu.FLAT_CHUNK_MIN and cpu.FLAT_CHUNK_MIN % n != 0
     rng = np.random.default_rng(8)
-    x = rng.normal(0.35, 0.6, size=(20, 3, n))
+    x = rng.normal(0.35, 0.6, size=(20, b, n))
     w_rec = rng.normal(0.0, 0.1, size=(n, n)) if recurrent else None
-    state = (rng.uniform(0.0, 1.0, (3, n)), 0.0)
-    p = ns.LIFParameters(v_th=rng.uniform(0.8, 1.2, n), reset="subtract")
+    state = (rng.uniform(0.0, 1.0, (b, n)), 0.0)
+    p = ns.LIFParameters(
+        tau_mem_inv=rng.uniform(70.0, 150.0, n),
+        tau_syn_inv=rng.uniform(150.0, 300.0, n),
+        v_leak=rng.uniform(-0.1, 0.1, n),
+        v_th=rng.uniform(0.8, 1.2, n),
+        reset="subtract",
+    )
     z, ref = check_lif(x, p, w_rec=w_rec, state=state)
     assert 0.05 < z.mean() < 0.6
     sim = ns.lif_simulate(x, p, DT, w_rec=w_rec, state=state, record=("spikes", "v"), chunk=8)
     np.testing.assert_array_equal(sim.spike_raster(), ref.z)
     assert_close(sim.v, ref.v, TOL, "simulate v")
     check_lif(x, p.replace(smooth=True, surrogate="atan", alpha=2.0), w_rec=w_rec)
-    p_li = ns.LIParameters(tau_mem_inv=rng.uniform(80.0, 150.0, n))
+    p_li = ns.LIParameters(
+        tau_mem_inv=rng.uniform(80.0, 150.0, n),
+        tau_syn_inv=rng.uniform(150.0, 300.0, n),
+        v_leak=rng.uniform(-0.1, 0.1, n),
+    )
     v, _ = ns.li_forward(x, p_li, DT)
     assert_close(v, li_reference_params(x, p_li, DT).v, TOL, "li v")
 

@@ -33,8 +33,9 @@ def variant(request, monkeypatch):
     return request.param
 
 
-# batch 22: the recurrent backward's row groups of 5 = a block of 4 rows + 1 row
-@pytest.mark.parametrize("recurrent,batch", [(False, 3), (True, 3), (True, 22)])
+# batch 22: the recurrent backward's row groups of 5 = a block of 4 rows + 1 row; the
+# feed-forward kernels' chunks of the (B*N) axis then end inside batch rows
+@pytest.mark.parametrize("recurrent,batch", [(False, 3), (False, 22), (True, 3), (True, 22)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kernel_variants_are_bit_identical(variant, recurrent, dtype, batch):
     rng = np.random.default_rng(0)
@@ -82,6 +83,27 @@ def test_recurrent_weight_grad_strategies_agree(monkeypatch):
     by_columns = _run(x, ns.LIFParameters(), w)[-7]
     assert np.abs(by_chunks).max() > 0
     np.testing.assert_allclose(by_chunks, by_columns, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("per_neuron", [False, True], ids=["scalar", "per_neuron"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_feed_forward_chunks_match_torch(per_neuron, dtype, monkeypatch):
+    """The feed-forward kernels split the flattened (B*N) axis into chunks that start and
+    end inside batch rows, with per-element copies of per-neuron parameters: forward and
+    every gradient (inputs, initial state, parameters) agree with PyTorch autograd."""
+    import _helpers_torch as H
+
+    monkeypatch.setattr(H, "T", 25)
+    monkeypatch.setattr(H, "B", 7)
+    monkeypatch.setattr(H, "N", 331)  # B*N = 2317: chunks of 1024 end at neurons 31, 62 ...
+    assert H.B * H.N > 2 * cpu.FLAT_CHUNK_MIN and (cpu.FLAT_CHUNK_MIN % H.N) != 0
+    case = H.make_lif_case(5, dtype, per_neuron, recurrent=False, explicit_state=True)
+    for detach, reset in ((False, "zero"), (True, "subtract")):
+        z, final, ours = H.run_lif_numbaspike(case, "superspike", reset, detach, False)
+        z_ref, final_ref, ref = H.run_lif_torch(case, "superspike", reset, detach, False)
+        np.testing.assert_array_equal(z, z_ref.numpy())
+        assert H.RATE_MIN < z.mean() < H.RATE_MAX
+        H.assert_grads_close(ours, ref, H.TOLERANCES[dtype], f"{reset} detach={detach}")
 
 
 @pytest.mark.parametrize("n", [0, -1, 10**6, 1.5])

@@ -1,8 +1,9 @@
 """CPU kernels: parallel ``numba.njit`` loops around the scalar maths of :mod:`.math`.
 
 One fused kernel per layer kind and direction. The time loop runs inside the kernel.
-Feed-forward kernels are parallel over chunks of (batch, block of ``BLOCK`` neurons),
-each chunk running all ``T`` steps with its state in small local buffers. Recurrent kernels
+Feed-forward kernels see a (T, B, N) array as (T, B*N) and are parallel over contiguous
+chunks of that flattened axis, each chunk running all ``T`` steps with its state (and
+per-element copies of the neuron parameters) in small local buffers. Recurrent kernels
 couple the neurons of a batch row from one step to the next: with at least as many batch
 rows as threads they are parallel over rows (each row runs all steps, one parallel region
 in all); with fewer rows (e.g. B = 1) they open one parallel region per step over blocks
@@ -50,8 +51,15 @@ reset_step = njit(cache=True)(_m.reset_step)
 lif_adjoint_step = njit(cache=True)(_m.lif_adjoint_step)
 li_adjoint_step = njit(cache=True)(_m.li_adjoint_step)
 
-#: Neurons per parallel work item of the feed-forward kernels.
+#: Neurons per parallel work item of the recurrent kernels that run one step at a time.
 BLOCK = 256
+#: Bounds of the number of neurons per work item of the feed-forward kernels, which split
+#: the flattened (B*N) axis: each item streams a contiguous stretch of every step's row
+#: (the hardware prefetchers follow it; a (batch row, block) item jumped to a new page
+#: every step and ran 2-2.6x slower at N = 512-2048, B = 16).
+FLAT_CHUNK_MIN = 1024
+FLAT_CHUNK_MAX = 4096
+FLAT_CHUNKS = 8
 #: Below this much work per parallel region (neuron-steps, or neuron-inputs for a recurrent
 #: step), a kernel runs single-threaded: a parallel region costs tens of microseconds to
 #: open, far more than tiny problems take, and much more when the machine is busy.
@@ -121,7 +129,7 @@ def _spike_block(hb, th, m, sg_code, alpha, smooth, zb):
             zb[k] = surrogate_smooth(6, hb[k] - th[k], alpha)
 
 
-@njit
+@njit(inline="always")
 def _surrogate_grad_block(hb, th, m, sg_code, alpha, sb):
     """``sb = s(h - v_th)``. SuperSpike, :math:`1 / (\\alpha |u| + 1)^2`, is written out in the
     type of ``alpha`` (the working dtype): ``surrogate_grad``'s float literals would promote a
@@ -198,11 +206,11 @@ def _lif_step_row(
 
 @njit(inline="always")
 def _adjoint_loop(
-    gzt, ht, zb, sb, th, v_reset, am, dd, m, reset_code, smooth, detach, gvb, gib, gxt, ghb, gthb, gi_in,
-    keep,
+    gzt, ht, zb, sb, th, v_reset, am, dd, m, reset_code, smooth, detach, gvb, gib, ghb, gthb,
+    gi_in, keep,
 ):  # fmt: skip
     for k in range(m):
-        z = zb[k] if smooth else (1.0 if ht[k] > th[k] else 0.0)
+        z = zb[k]
         if keep:
             gi_in[k] = gib[k]
         gv_prev, gi1, gh, g_th = lif_adjoint_step(
@@ -221,9 +229,8 @@ def _adjoint_loop(
         )
         gvb[k] = gv_prev
         gib[k] = gi1
-        gxt[k] = gi1
-        if keep:  # loop-invariant: LLVM unswitches it, and the loop without the three
-            ghb[k] = gh  # extra stores vectorises (2.6x faster when measured)
+        if keep:  # a compile-time constant (see _adjoint_row)
+            ghb[k] = gh
             gthb[k] = g_th
 
 
@@ -232,121 +239,51 @@ def _adjoint_row(
     gzt, ht, zb, sb, th, v_reset, am, dd, m, reset_code, smooth, detach, gvb, gib, gxt, ghb, gthb, gi_in,
     keep,
 ):  # fmt: skip
-    """Fused reverse step of m neurons given the surrogate values ``sb`` (and, in smooth mode,
-    the spikes ``zb``): updates the adjoints ``gvb``, ``gib``, writes dL/dx_t to ``gxt`` and,
-    if ``keep`` (for parameter gradients), leaves ``gh``, the v_th term and the incoming ``gi``
-    in ``ghb``, ``gthb``, ``gi_in``."""
-    if smooth:
+    """Fused reverse step of m neurons given the spikes ``zb`` and surrogate values ``sb``:
+    updates the adjoints ``gvb``, ``gib``, writes dL/dx_t to ``gxt`` and, if ``keep`` (for
+    parameter gradients), leaves ``gh``, the v_th term and the incoming ``gi`` in ``ghb``,
+    ``gthb``, ``gi_in``.
+
+    ``gxt`` may be ``gzt`` (an in-place backward pass): the loop writes only local buffers
+    and ``gxt`` is copied from ``gib`` after it. (A loop that wrote ``gxt`` while reading
+    ``gzt`` fell back to scalar code when they were the same memory: 4x slower.)
+
+    Every flag reaches the loop as a compile-time constant: LLVM did not unswitch a runtime
+    ``keep`` out of the loop, which then did not vectorise (2-2.2x slower when measured).
+    With ``keep`` (learned neuron parameters) one loop serves every mode."""
+    if keep:
         _adjoint_loop(
-            gzt,
-            ht,
-            zb,
-            sb,
-            th,
-            v_reset,
-            am,
-            dd,
-            m,
-            reset_code,
-            True,
-            detach,
-            gvb,
-            gib,
-            gxt,
-            ghb,
-            gthb,
-            gi_in,
-            keep,
-        )
+            gzt, ht, zb, sb, th, v_reset, am, dd, m, reset_code, smooth, detach, gvb, gib, ghb,
+            gthb, gi_in, True,
+        )  # fmt: skip
+    elif smooth:
+        _adjoint_loop(
+            gzt, ht, zb, sb, th, v_reset, am, dd, m, reset_code, True, detach, gvb, gib, ghb,
+            gthb, gi_in, False,
+        )  # fmt: skip
     elif reset_code == 0:
         if detach:
             _adjoint_loop(
-                gzt,
-                ht,
-                zb,
-                sb,
-                th,
-                v_reset,
-                am,
-                dd,
-                m,
-                0,
-                False,
-                True,
-                gvb,
-                gib,
-                gxt,
-                ghb,
-                gthb,
-                gi_in,
-                keep,
-            )
+                gzt, ht, zb, sb, th, v_reset, am, dd, m, 0, False, True, gvb, gib, ghb,
+                gthb, gi_in, False,
+            )  # fmt: skip
         else:
             _adjoint_loop(
-                gzt,
-                ht,
-                zb,
-                sb,
-                th,
-                v_reset,
-                am,
-                dd,
-                m,
-                0,
-                False,
-                False,
-                gvb,
-                gib,
-                gxt,
-                ghb,
-                gthb,
-                gi_in,
-                keep,
-            )
+                gzt, ht, zb, sb, th, v_reset, am, dd, m, 0, False, False, gvb, gib, ghb,
+                gthb, gi_in, False,
+            )  # fmt: skip
     elif detach:
         _adjoint_loop(
-            gzt,
-            ht,
-            zb,
-            sb,
-            th,
-            v_reset,
-            am,
-            dd,
-            m,
-            1,
-            False,
-            True,
-            gvb,
-            gib,
-            gxt,
-            ghb,
-            gthb,
-            gi_in,
-            keep,
-        )
+            gzt, ht, zb, sb, th, v_reset, am, dd, m, 1, False, True, gvb, gib, ghb, gthb,
+            gi_in, False,
+        )  # fmt: skip
     else:
         _adjoint_loop(
-            gzt,
-            ht,
-            zb,
-            sb,
-            th,
-            v_reset,
-            am,
-            dd,
-            m,
-            1,
-            False,
-            False,
-            gvb,
-            gib,
-            gxt,
-            ghb,
-            gthb,
-            gi_in,
-            keep,
-        )
+            gzt, ht, zb, sb, th, v_reset, am, dd, m, 1, False, False, gvb, gib, ghb, gthb,
+            gi_in, False,
+        )  # fmt: skip
+    for k in range(m):
+        gxt[k] = gib[k]
 
 
 @njit
@@ -369,8 +306,7 @@ def _lif_adjoint_block(
         bufs[5],
         bufs[6],
     )
-    if smooth:
-        _spike_block(ht, th, m, sg_code, alpha, True, zb)
+    _spike_block(ht, th, m, sg_code, alpha, smooth, zb)
     _surrogate_grad_block(ht, th, m, sg_code, alpha, sb)
     _adjoint_row(
         gzt,
@@ -440,17 +376,25 @@ def _prefetch_step(arr, t, b, n0, m, write):
 
 
 @njit(inline="always")
-def _block_params(a_m, decay_s, v_leak, v_th, n0, n1):
-    """Private copies of the per-neuron coefficients of neurons ``n0 .. n1 - 1``."""
-    return a_m[n0:n1].copy(), decay_s[n0:n1].copy(), v_leak[n0:n1].copy(), v_th[n0:n1].copy()
-
-
-@njit(inline="always")
 def _copy_2d(src, dst):
     """``dst[:, :] = src`` (loops: no shape checks to compile)."""
     for r in range(src.shape[0]):
         for k in range(src.shape[1]):
             dst[r, k] = src[r, k]
+
+
+@njit(inline="always")
+def _store_range(out, e0, buf, m):
+    """``out[e0:e0+m] = buf[:m]`` (a loop: no shape checks to compile)."""
+    for k in range(m):
+        out[e0 + k] = buf[k]
+
+
+@njit(inline="always")
+def _add_range(out, e0, buf, m):
+    """``out[e0:e0+m] += buf[:m]``."""
+    for k in range(m):
+        out[e0 + k] += buf[k]
 
 
 @njit(inline="always")
@@ -463,49 +407,87 @@ def _store_state(out, b, n0, buf, m):
 # --- feed-forward LIF ---------------------------------------------------------------------
 
 
+@njit(inline="always")
+def _flat(a):
+    """A (T, B, N) array as (T, B*N) (C-contiguous: a view)."""
+    return a.reshape(a.shape[0], a.shape[1] * a.shape[2])
+
+
+@njit(inline="always")
+def _flat_chunking(size):
+    """``(chunk, n_chunks)``: the flattened (B*N) axis of a feed-forward kernel in about
+    :data:`FLAT_CHUNKS` chunks of :data:`FLAT_CHUNK_MIN` .. :data:`FLAT_CHUNK_MAX` elements,
+    a multiple of 16 (no two chunks share a cache line)."""
+    chunk = min(FLAT_CHUNK_MAX, max(FLAT_CHUNK_MIN, size // FLAT_CHUNKS))
+    chunk = (chunk + 15) // 16 * 16
+    return chunk, (size + chunk - 1) // chunk
+
+
+@njit(inline="always")
+def _gather(param, n, e0, m):
+    """``param[(e0 + k) % n]`` for ``k < m``: per-element copies of per-neuron values."""
+    out = np.empty(m, param.dtype)
+    j = e0 % n
+    for k in range(m):
+        out[k] = param[j]
+        j += 1
+        if j == n:
+            j = 0
+    return out
+
+
+@njit(inline="always")
+def _gather_block(a_m, decay_s, v_leak, v_th, n, e0, m):
+    return (
+        _gather(a_m, n, e0, m),
+        _gather(decay_s, n, e0, m),
+        _gather(v_leak, n, e0, m),
+        _gather(v_th, n, e0, m),
+    )
+
+
 def _lif_feed_forward_forward(
     x, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
     v, i, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
 ):  # fmt: skip
     """Feed-forward LIF over all steps; updates the state ``v``, ``i`` (B, N) in place."""
-    n_steps, batch, n = x.shape
-    nblk = (n + BLOCK - 1) // BLOCK
-    for c in prange(batch * nblk):
+    chunk, n_chunks = _flat_chunking(v.size)
+    for c in prange(n_chunks):
         _lif_feed_forward_forward_item(
-            c, x, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth, v, i,
-            z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
+            c * chunk, min(v.size, (c + 1) * chunk), x, a_m, decay_s, v_leak, v_th, v_reset,
+            reset_code, sg_code, alpha, smooth, v, i, z_out, h_out, i1_out, v_out, i_out,
+            store_z, store_h, store_i1, store_trace,
         )  # fmt: skip
 
 
 @njit
 def _lif_feed_forward_forward_item(
-    c, x, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
+    e0, e1, x, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
     v, i, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
 ):  # fmt: skip
-    """Work item ``c`` (batch row, block of neurons) of :func:`_lif_feed_forward_forward`."""
-    n_steps, batch, n = x.shape
-    nblk = (n + BLOCK - 1) // BLOCK
-    b, n0, n1 = _chunk(c, nblk, n)
-    m = n1 - n0
-    am, dd, ll, th = _block_params(a_m, decay_s, v_leak, v_th, n0, n1)
-    vv, ii = v[b, n0:n1].copy(), i[b, n0:n1].copy()
+    """Neurons ``e0 .. e1 - 1`` of the flattened (B*N) axis of
+    :func:`_lif_feed_forward_forward`, all steps."""
+    n_steps = x.shape[0]
+    m = e1 - e0
+    am, dd, ll, th = _gather_block(a_m, decay_s, v_leak, v_th, x.shape[2], e0, m)
+    xf, zf, hf, i1f = _flat(x), _flat(z_out), _flat(h_out), _flat(i1_out)
+    vtf, itf = _flat(v_out), _flat(i_out)
+    vf, if_ = v.reshape(v.size), i.reshape(i.size)
+    vv, ii = vf[e0:e1].copy(), if_[e0:e1].copy()
     hb, i1b, zb = np.empty(m, x.dtype), np.empty(m, x.dtype), np.empty(m, x.dtype)
     for t in range(n_steps):
-        zt = z_out[t, b, n0:n1] if store_z else zb
-        ht = h_out[t, b, n0:n1] if store_h else hb
-        it = i1_out[t, b, n0:n1] if store_i1 else i1b
-        _prefetch_step(x, t + 1, b, n0, m, False)
-        _prefetch_step(z_out, t + 1, b, n0, m, True)
-        _prefetch_step(h_out, t + 1, b, n0, m, True)
+        zt = zf[t, e0:e1] if store_z else zb
+        ht = hf[t, e0:e1] if store_h else hb
+        it = i1f[t, e0:e1] if store_i1 else i1b
         _lif_step_row(
-            x[t, b, n0:n1], am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth,
+            xf[t, e0:e1], am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth,
             vv, ii, zt, ht, it,
         )  # fmt: skip
         if store_trace:
-            _store_row(v_out, t, b, n0, vv, m)
-            _store_row(i_out, t, b, n0, ii, m)
-    _store_state(v, b, n0, vv, m)
-    _store_state(i, b, n0, ii, m)
+            _store_range(vtf[t], e0, vv, m)
+            _store_range(itf[t], e0, ii, m)
+    _store_range(vf, e0, vv, m)
+    _store_range(if_, e0, ii, m)
 
 
 def _lif_feed_forward_backward(
@@ -515,42 +497,62 @@ def _lif_feed_forward_backward(
     """BPTT through the feed-forward LIF. ``gv``, ``gi`` (B, N) enter as the adjoints of the
     final state (normally 0) and leave as the gradients of the initial state; parameter
     gradients are added to the (B, N) float64 arrays ``g_*`` when ``param_grads``."""
-    n_steps, batch, n = grad_z.shape
-    nblk = (n + BLOCK - 1) // BLOCK
-    for c in prange(batch * nblk):
+    chunk, n_chunks = _flat_chunking(gv.size)
+    for c in prange(n_chunks):
         _lif_feed_forward_backward_item(
-            c, grad_z, h, i1, v0, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha,
-            smooth, detach, param_grads, gx, gv, gi, g_am, g_decay, g_vth, g_vleak,
+            c * chunk, min(gv.size, (c + 1) * chunk), grad_z, h, i1, v0, a_m, decay_s, v_leak,
+            v_th, v_reset, reset_code, sg_code, alpha, smooth, detach, param_grads, gx, gv, gi,
+            g_am, g_decay, g_vth, g_vleak,
         )  # fmt: skip
 
 
 @njit
 def _lif_feed_forward_backward_item(
-    c, grad_z, h, i1, v0, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
-    detach, param_grads, gx, gv, gi, g_am, g_decay, g_vth, g_vleak,
+    e0, e1, grad_z, h, i1, v0, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha,
+    smooth, detach, param_grads, gx, gv, gi, g_am, g_decay, g_vth, g_vleak,
 ):  # fmt: skip
-    """Work item ``c`` (batch row, block of neurons) of :func:`_lif_feed_forward_backward`."""
-    n_steps, batch, n = grad_z.shape
-    nblk = (n + BLOCK - 1) // BLOCK
-    b, n0, n1 = _chunk(c, nblk, n)
-    m = n1 - n0
-    am, dd, ll, th = _block_params(a_m, decay_s, v_leak, v_th, n0, n1)
-    gvb, gib = gv[b, n0:n1].copy(), gi[b, n0:n1].copy()
-    bufs = np.empty((7, m), h.dtype)
-    acc = np.zeros((4, m), np.float64)
+    """Neurons ``e0 .. e1 - 1`` of the flattened (B*N) axis of
+    :func:`_lif_feed_forward_backward`, all steps in reverse."""
+    n_steps = grad_z.shape[0]
+    m = e1 - e0
+    am, dd, ll, th = _gather_block(a_m, decay_s, v_leak, v_th, grad_z.shape[2], e0, m)
+    gzf, hf, i1f, gxf = _flat(grad_z), _flat(h), _flat(i1), _flat(gx)
+    gvf, gif = gv.reshape(gv.size), gi.reshape(gi.size)
+    gvb, gib = gvf[e0:e1].copy(), gif[e0:e1].copy()
+    zb, sb, ghb = np.empty(m, h.dtype), np.empty(m, h.dtype), np.empty(m, h.dtype)
+    gthb, gi_in = np.empty(m, h.dtype), np.empty(m, h.dtype)
+    acc = np.zeros((4, m) if param_grads else (4, 0), np.float64)
+    vpb, zpb = np.empty(m, h.dtype), np.empty(m, h.dtype)
     for t in range(n_steps - 1, -1, -1):
-        _prefetch_step(grad_z, t - 1, b, n0, m, False)
-        _prefetch_step(h, t - 1, b, n0, m, False)
-        _prefetch_step(gx, t - 1, b, n0, m, True)
-        _lif_adjoint_block(
-            t, b, n0, m, grad_z[t, b, n0:n1], gx[t, b, n0:n1], h, i1, v0, am, dd, ll, th,
-            v_reset, reset_code, sg_code, alpha, smooth, detach, param_grads, gvb, gib, bufs,
-            acc,
+        ht = hf[t, e0:e1]
+        _spike_block(ht, th, m, sg_code, alpha, smooth, zb)
+        _surrogate_grad_block(ht, th, m, sg_code, alpha, sb)
+        _adjoint_row(
+            gzf[t, e0:e1], ht, zb, sb, th, v_reset, am, dd, m, reset_code, smooth, detach,
+            gvb, gib, gxf[t, e0:e1], ghb, gthb, gi_in, param_grads,
         )  # fmt: skip
-    _store_state(gv, b, n0, gvb, m)
-    _store_state(gi, b, n0, gib, m)
+        if param_grads:
+            if t > 0:
+                hp = hf[t - 1, e0:e1]
+                _spike_block(hp, th, m, sg_code, alpha, smooth, zpb)
+                _reset_block(hp, zpb, th, v_reset, m, reset_code, smooth, vpb)
+            else:
+                v0f = v0.reshape(v0.size)
+                for k in range(m):
+                    vpb[k] = v0f[e0 + k]
+            i1t = i1f[t, e0:e1]
+            for k in range(m):
+                acc[0, k] += ghb[k] * ((ll[k] - vpb[k]) + i1t[k])
+                acc[1, k] += gi_in[k] * i1t[k]
+                acc[2, k] += gthb[k]
+                acc[3, k] += ghb[k] * am[k]
+    _store_range(gvf, e0, gvb, m)
+    _store_range(gif, e0, gib, m)
     if param_grads:
-        _flush_param_grads(acc, b, n0, m, g_am, g_decay, g_vth, g_vleak)
+        _add_range(g_am.reshape(g_am.size), e0, acc[0], m)
+        _add_range(g_decay.reshape(g_decay.size), e0, acc[1], m)
+        _add_range(g_vth.reshape(g_vth.size), e0, acc[2], m)
+        _add_range(g_vleak.reshape(g_vleak.size), e0, acc[3], m)
 
 
 # --- recurrent LIF ------------------------------------------------------------------------
@@ -879,91 +881,90 @@ def _lif_recurrent_backward_group(
 
 def _li_forward(x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i):
     """Leaky integrator over all steps; output is the membrane ``v`` of every step."""
-    n_steps, batch, n = x.shape
-    nblk = (n + BLOCK - 1) // BLOCK
-    for c in prange(batch * nblk):
+    chunk, n_chunks = _flat_chunking(v.size)
+    for c in prange(n_chunks):
         _li_forward_item(
-            c, x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i
-        )
+            c * chunk, min(v.size, (c + 1) * chunk), x, a_m, decay_s, v_leak, v, i, v_out,
+            i1_out, i_out, store_v, store_i1, store_i,
+        )  # fmt: skip
 
 
 @njit
 def _li_forward_item(
-    c, x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i
+    e0, e1, x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i
 ):  # fmt: skip
-    """Work item ``c`` (batch row, block of neurons) of :func:`_li_forward`."""
-    n_steps, batch, n = x.shape
-    nblk = (n + BLOCK - 1) // BLOCK
-    b, n0, n1 = _chunk(c, nblk, n)
-    m = n1 - n0
-    am, dd, ll = a_m[n0:n1].copy(), decay_s[n0:n1].copy(), v_leak[n0:n1].copy()
-    vv, ii = v[b, n0:n1].copy(), i[b, n0:n1].copy()
+    """Neurons ``e0 .. e1 - 1`` of the flattened (B*N) axis of :func:`_li_forward`."""
+    n = x.shape[2]
+    m = e1 - e0
+    am, dd, ll = _gather(a_m, n, e0, m), _gather(decay_s, n, e0, m), _gather(v_leak, n, e0, m)
+    xf, vof, i1f, iof = _flat(x), _flat(v_out), _flat(i1_out), _flat(i_out)
+    vf, if_ = v.reshape(v.size), i.reshape(i.size)
+    vv, ii = vf[e0:e1].copy(), if_[e0:e1].copy()
     i1b = np.empty(m, x.dtype)
-    for t in range(n_steps):
-        xt = x[t, b, n0:n1]
+    for t in range(x.shape[0]):
+        xt = xf[t, e0:e1]
         for k in range(m):
             h, i1, i_next = membrane_step(vv[k], ii[k], xt[k], am[k], dd[k], ll[k])
             vv[k] = h
             ii[k] = i_next
             i1b[k] = i1
         if store_v:
-            _store_row(v_out, t, b, n0, vv, m)
+            _store_range(vof[t], e0, vv, m)
         if store_i1:
-            _store_row(i1_out, t, b, n0, i1b, m)
+            _store_range(i1f[t], e0, i1b, m)
         if store_i:
-            _store_row(i_out, t, b, n0, ii, m)
-    _store_state(v, b, n0, vv, m)
-    _store_state(i, b, n0, ii, m)
+            _store_range(iof[t], e0, ii, m)
+    _store_range(vf, e0, vv, m)
+    _store_range(if_, e0, ii, m)
 
 
 def _li_backward(
     grad_v, v_out, i1, v0, a_m, decay_s, v_leak, param_grads, gx, gv, gi, g_am, g_decay, g_vleak
 ):
     """BPTT through the leaky integrator; ``gv``, ``gi`` leave as initial-state gradients."""
-    n_steps, batch, n = grad_v.shape
-    nblk = (n + BLOCK - 1) // BLOCK
-    for c in prange(batch * nblk):
+    chunk, n_chunks = _flat_chunking(gv.size)
+    for c in prange(n_chunks):
         _li_backward_item(
-            c, grad_v, v_out, i1, v0, a_m, decay_s, v_leak, param_grads, gx, gv, gi, g_am,
-            g_decay, g_vleak,
+            c * chunk, min(gv.size, (c + 1) * chunk), grad_v, v_out, i1, v0, a_m, decay_s,
+            v_leak, param_grads, gx, gv, gi, g_am, g_decay, g_vleak,
         )  # fmt: skip
 
 
 @njit
 def _li_backward_item(
-    c, grad_v, v_out, i1, v0, a_m, decay_s, v_leak, param_grads, gx, gv, gi, g_am, g_decay,
-    g_vleak,
+    e0, e1, grad_v, v_out, i1, v0, a_m, decay_s, v_leak, param_grads, gx, gv, gi, g_am,
+    g_decay, g_vleak,
 ):  # fmt: skip
-    """Work item ``c`` (batch row, block of neurons) of :func:`_li_backward`."""
-    n_steps, batch, n = grad_v.shape
-    nblk = (n + BLOCK - 1) // BLOCK
-    b, n0, n1 = _chunk(c, nblk, n)
-    m = n1 - n0
-    am, dd, ll = a_m[n0:n1].copy(), decay_s[n0:n1].copy(), v_leak[n0:n1].copy()
-    gvb, gib = gv[b, n0:n1].copy(), gi[b, n0:n1].copy()
+    """Neurons ``e0 .. e1 - 1`` of the flattened (B*N) axis of :func:`_li_backward`."""
+    n = grad_v.shape[2]
+    m = e1 - e0
+    am, dd, ll = _gather(a_m, n, e0, m), _gather(decay_s, n, e0, m), _gather(v_leak, n, e0, m)
+    gvf_in, vof, i1f, gxf = _flat(grad_v), _flat(v_out), _flat(i1), _flat(gx)
+    gvf, gif, v0f = gv.reshape(gv.size), gi.reshape(gi.size), v0.reshape(v0.size)
+    gvb, gib = gvf[e0:e1].copy(), gif[e0:e1].copy()
     g_tot, gi_in = np.empty(m, grad_v.dtype), np.empty(m, grad_v.dtype)
-    acc = np.zeros((4, m), np.float64)
-    for t in range(n_steps - 1, -1, -1):
-        gvt = grad_v[t, b, n0:n1]
+    acc = np.zeros((4, m) if param_grads else (4, 0), np.float64)
+    for t in range(grad_v.shape[0] - 1, -1, -1):
+        gvt, gxt = gvf_in[t, e0:e1], gxf[t, e0:e1]
         for k in range(m):
             g_tot[k] = gvb[k] + gvt[k]
             gi_in[k] = gib[k]
             gvb[k], gib[k] = li_adjoint_step(g_tot[k], gib[k], am[k], dd[k])
-        _store_row(gx, t, b, n0, gib, m)
+        for k in range(m):  # after the loop: gxt may be gvt (see _adjoint_row)
+            gxt[k] = gib[k]
         if param_grads:
-            vp = v_out[t - 1, b, n0:n1] if t > 0 else v0[b, n0:n1]
-            i1t = i1[t, b, n0:n1]
+            vp = vof[t - 1, e0:e1] if t > 0 else v0f[e0:e1]
+            i1t = i1f[t, e0:e1]
             for k in range(m):
                 acc[0, k] += g_tot[k] * ((ll[k] - vp[k]) + i1t[k])
                 acc[1, k] += gi_in[k] * i1t[k]
                 acc[3, k] += g_tot[k] * am[k]
-    _store_state(gv, b, n0, gvb, m)
-    _store_state(gi, b, n0, gib, m)
+    _store_range(gvf, e0, gvb, m)
+    _store_range(gif, e0, gib, m)
     if param_grads:
-        for k in range(m):
-            g_am[b, n0 + k] += acc[0, k]
-            g_decay[b, n0 + k] += acc[1, k]
-            g_vleak[b, n0 + k] += acc[3, k]
+        _add_range(g_am.reshape(g_am.size), e0, acc[0], m)
+        _add_range(g_decay.reshape(g_decay.size), e0, acc[1], m)
+        _add_range(g_vleak.reshape(g_vleak.size), e0, acc[3], m)
 
 
 # --- recurrent weight gradient ------------------------------------------------------------

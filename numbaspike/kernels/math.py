@@ -128,14 +128,14 @@ def lif_adjoint_step(gv, gi, gz_ext, h, z, s, v_th, v_reset, a_m, decay_s, reset
     """
     if reset_code == 0:
         gz = gz_ext if detach else gz_ext + gv * (v_reset - h)
-        gh = gv * (1.0 - z) + gz * s
+        gh = (gv - gv * z) + gz * s
         g_vth = -gz * s
     else:
         gz = gz_ext if detach else gz_ext - gv * (v_th - v_reset)
         gh = gv + gz * s
         g_vth = -gz * s - gv * z
     gi1 = gi * decay_s + gh * a_m
-    return gh * (1.0 - a_m), gi1, gh, g_vth
+    return gh - gh * a_m, gi1, gh, g_vth
 
 
 def li_adjoint_step(gv, gi, a_m, decay_s):

@@ -132,6 +132,7 @@ def _lif_sparse_backward(
             for j in range(n):
                 spike = (bits[t, b, j >> 3] >> (j & 7)) & 1
                 hb[j] = th[j] + (2.0 * spike - 1.0)
+                scratch[0, j] = spike
                 sb[j] = 0.0
             for k in range(n):
                 gzb[k] = grad_z[t, b, k]
