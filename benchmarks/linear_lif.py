@@ -8,10 +8,14 @@ measured rate is printed). Loss = sum of all spikes, so ``dL/dz`` is all ones; t
 pass goes to the weight only (no input gradient). n in {512, 2048, 8192}; ``--quick``
 skips 8192 (~3.5 GB for the PyTorch autograd graph, 13 s per step on 2 cores).
 
-* numbaspike: ``Linear.forward`` (one ``(T*B, n) @ W.T``), ``LIF.forward`` (fused kernel,
-  tape = ``h``), ``g = np.ones_like(z)``, ``LIF.backward(g, out=g)`` (in place: dL/dx
-  overwrites ``g``), the LIF tape dropped (as autograd frees its graph during backward),
+* numbaspike, written to need as little memory as the API allows: ``Linear.forward`` (one
+  ``(T*B, n) @ W.T``), ``LIF.forward(y, out=y)`` (fused kernel, the spikes overwrite the
+  currents, tape = ``h``), the loss, ``z[...] = 1`` (dL/dz written over the spikes, which
+  the backward pass recomputes from ``h``), ``LIF.backward(z, out=z)`` (dL/dx overwrites
+  dL/dz), the LIF tape dropped (as autograd frees its graph during backward),
   ``Linear.backward(need_input_grad=False)`` (one ``gemm`` accumulating into the gradient).
+  Two (T, B, n) arrays are live at the peak (the current, later spikes, later gradient;
+  and the tape ``h``); with fresh arrays everywhere it would be four.
 * PyTorch: ``nn.Linear(n, n, bias=False)`` on the whole ``(T, B, n)`` tensor, the LIF loop
   of ``torch_snn.py``, ``z.sum().backward()``.
 
@@ -67,13 +71,12 @@ class NumbaspikeCase(H.Case):
     def step(self):
         self.lin.zero_grad()
         y, tape_lin = self.lin.forward(self.x)
-        z, tape_lif = self.lif.forward(y)
-        del y  # the LIF tape keeps h, not its input current
+        z, tape_lif = self.lif.forward(y, out=y)  # the LIF tape keeps h, not its input
+        del y
         self.loss = float(z.sum(dtype=np.float64))
-        grad = np.ones_like(z)
-        del z  # (the tape still refers to it)
-        grad_y = self.lif.backward(grad, tape_lif, out=grad)
-        del tape_lif, grad  # frees h and z, as autograd frees its graph
+        z[...] = 1.0  # dL/dz for loss = sum(z)
+        grad_y = self.lif.backward(z, tape_lif, out=z)
+        del tape_lif, z  # frees h, as autograd frees its graph
         self.lin.backward(grad_y, tape_lin, need_input_grad=False)
 
     def memory_warmup(self):

@@ -211,6 +211,7 @@ def lif_forward(
     *,
     param_grads: bool | None = None,
     sparse_tol: float | None = None,
+    out: np.ndarray | None = None,
     backend: str = "cpu",
 ) -> tuple[np.ndarray, LIFTape]:
     """Run a LIF layer over all time steps and record a tape for :func:`lif_backward`.
@@ -238,6 +239,11 @@ def lif_forward(
         ``s(0)``; the tape keeps the spikes as bits and the membranes of the other
         neuron-steps only, and the backward pass skips the rest. CPU only (``"auto"`` then
         means the CPU); not with ``p.smooth`` nor with ``param_grads=True``.
+    out : ndarray (T, B, N), optional
+        CPU only: the array the spikes go to, instead of a new one: writeable, C-contiguous,
+        of the dtype of ``x``; it may be ``x`` itself (each step reads its input before
+        writing its spikes), which then holds the spikes: an in-place pass for an input
+        that nothing else needs (the tape does not keep ``x``).
     backend : {"cpu", "cuda", "auto"}
         Where to run. With ``"cuda"``, array arguments may be NumPy arrays or CUDA device
         arrays (anything with ``__cuda_array_interface__``), and the outputs and the tape
@@ -260,6 +266,8 @@ def lif_forward(
             )
         backend = "cpu"
     if backend != "cpu" and _backend.resolve_backend(backend) == "cuda":
+        if out is not None:
+            raise ValueError("out is only supported on the CPU backend")
         return _backend.lif_forward_cuda(x, p, dt, w_rec, state, param_grads)
     if not isinstance(p, LIFParameters):
         raise TypeError(f"p must be LIFParameters, got {type(p).__name__}")
@@ -279,7 +287,7 @@ def lif_forward(
     v, i, z_state, given = _initial_state(state, coeffs, batch, n, dtype)
     v0 = v.copy()
     z0 = z_state.copy()
-    z = np.empty_like(x)
+    z = _check_out(out, x, "x", x.shape, dtype)
     i1 = np.empty_like(x) if param_grads else np.empty((0, 0, 0), dtype)
     none = np.empty((0, 0, 0), dtype)
     common = (coeffs.a_m, coeffs.decay_s, coeffs.v_leak, coeffs.v_th, coeffs.v_reset)
@@ -317,7 +325,7 @@ def lif_forward(
             run(t0, t1, h_chunk[: t1 - t0])
             builder.add(t0, h_chunk[: t1 - t0])
         compact = builder.finish()
-    _check_propagated("x", x, i, v)
+    _check_propagated("x", x, i, v, overwritten=np.may_share_memory(z, x))
     if w_rec is None:
         z_state = z[-1].copy()
     tape = LIFTape(
@@ -357,12 +365,14 @@ def _check_output_grad(name: str, grad, shape, dtype) -> np.ndarray:
     return grad
 
 
-def _check_out(out, grad: np.ndarray, shape, dtype, tape_arrays) -> np.ndarray:
-    """The ``out`` argument of a backward pass: where dL/dx goes (a fresh array if None).
+def _check_out(out, source: np.ndarray, name: str, shape, dtype, tape_arrays=()):
+    """The ``out`` argument of a forward or backward pass: the array the result goes to (a
+    fresh one if None).
 
-    It must be a writeable, C-contiguous array of ``shape`` and ``dtype``; it may be the
-    output gradient itself (an in-place pass: each step reads its output gradient before
-    writing its input gradient), but must not otherwise overlap it or the tape."""
+    It must be a writeable, C-contiguous array of ``shape`` and ``dtype``. It may be
+    ``source`` itself (the input of the pass: an in-place pass, in which each step reads
+    its input before writing its result), but must not otherwise overlap it, nor overlap
+    the tape of the forward pass."""
     if out is None:
         return np.empty(shape, dtype)
     if not isinstance(out, np.ndarray):
@@ -376,14 +386,12 @@ def _check_out(out, grad: np.ndarray, shape, dtype, tape_arrays) -> np.ndarray:
     for arr in tape_arrays:
         if arr is not None and np.may_share_memory(out, arr):
             raise ValueError("out must not share memory with the tape of the forward pass")
-    same = out is grad or (
-        out.__array_interface__["data"][0] == grad.__array_interface__["data"][0]
-        and out.strides == grad.strides
+    same = out is source or (
+        out.__array_interface__["data"][0] == source.__array_interface__["data"][0]
+        and out.strides == source.strides
     )
-    if not same and np.may_share_memory(out, grad):
-        raise ValueError(
-            "out must be the output gradient itself (an in-place backward pass) or not overlap it"
-        )
+    if not same and np.may_share_memory(out, source):
+        raise ValueError(f"out must be {name} itself (an in-place pass) or not overlap it")
     return out
 
 
@@ -401,7 +409,7 @@ def _check_propagated(
         return
     if overwritten:
         raise ValueError(
-            f"{name} holds NaN or inf, or the backward pass overflowed ({name} was "
+            f"{name} holds NaN or inf, or the computation overflowed ({name} was "
             f"overwritten in place by out={name}; run without out to locate the bad entry)"
         )
     check_all_finite(name, source)
@@ -497,7 +505,7 @@ def lif_backward(
     n_steps, batch, n = h.shape
     dtype = h.dtype
     grad_z = _check_output_grad("grad_z", grad_z, h.shape, dtype)
-    out = _check_out(out, grad_z, h.shape, dtype, (h, tape.i1))
+    out = _check_out(out, grad_z, "grad_z", h.shape, dtype, (h, tape.i1))
     p, c = tape.p, tape.coeffs
     param_grads = tape.i1 is not None
     gx, gv, gi, i1, (g_am, g_decay, g_vth, g_vleak) = _backward_buffers(
@@ -554,7 +562,7 @@ def _lif_backward_compact(grad_z, tape: LIFTape, grad_final_state, out) -> LIFGr
     grad_z = _check_output_grad("grad_z", grad_z, (n_steps, batch, n), dtype)
     p, c = tape.p, tape.coeffs
     gv, gi = _final_adjoints(grad_final_state, batch, n, dtype)
-    gx = _check_out(out, grad_z, (n_steps, batch, n), dtype, (ct.h, ct.bits))
+    gx = _check_out(out, grad_z, "grad_z", (n_steps, batch, n), dtype, (ct.h, ct.bits))
     recurrent = tape.w_rec is not None
     w_rec_t = np.ascontiguousarray(tape.w_rec.T) if recurrent else np.empty((0, 0), dtype)
     gz_rec = np.zeros((batch, n) if recurrent else (0, 0), dtype)
@@ -611,6 +619,7 @@ def li_forward(
     state: LIState | tuple | None = None,
     *,
     param_grads: bool = True,
+    out: np.ndarray | None = None,
     backend: str = "cpu",
 ) -> tuple[np.ndarray, LITape]:
     r"""Run a leaky-integrator readout over all steps.
@@ -630,6 +639,9 @@ def li_forward(
         Initial ``(v, i)``; default ``v = v_leak``, ``i = 0``.
     param_grads : bool
         Keep what the parameter gradients need.
+    out : ndarray (T, B, N), optional
+        CPU only: the array the membranes go to, as for :func:`lif_forward` (it may be
+        ``x`` itself); it is made read-only, as the returned membranes always are.
     backend : {"cpu", "cuda", "auto"}
         Where to run. With ``"cuda"``, array arguments may be NumPy arrays or CUDA device
         arrays (anything with ``__cuda_array_interface__``), and the outputs and the tape
@@ -644,6 +656,8 @@ def li_forward(
     tape : LITape
     """
     if backend != "cpu" and _backend.resolve_backend(backend) == "cuda":
+        if out is not None:
+            raise ValueError("out is only supported on the CPU backend")
         return _backend.li_forward_cuda(x, p, dt, state, param_grads)
     if not isinstance(p, LIParameters):
         raise TypeError(f"p must be LIParameters, got {type(p).__name__}")
@@ -654,13 +668,13 @@ def li_forward(
     coeffs = _coefficients(p, dt, n, dtype)
     v, i, _, given = _initial_state(state, coeffs, batch, n, dtype)
     v0 = v.copy()
-    out = np.empty_like(x)
+    out = _check_out(out, x, "x", x.shape, dtype)
     i1 = np.empty_like(x) if param_grads else np.empty((0, 0, 0), dtype)
     none = np.empty((0, 0, 0), dtype)
     cpu.li_forward(
         x, coeffs.a_m, coeffs.decay_s, coeffs.v_leak, v, i, out, i1, none, True, param_grads, False
     )
-    _check_propagated("x", x, i, v)
+    _check_propagated("x", x, i, v, overwritten=np.may_share_memory(out, x))
     tape = LITape(p, dt, coeffs, out, i1 if param_grads else None, v0, given, LIState(v, i))
     out.flags.writeable = False  # the tape refers to it: an in-place change would corrupt grads
     return out, tape
@@ -691,7 +705,7 @@ def li_backward(
     n_steps, batch, n = v_out.shape
     dtype = v_out.dtype
     grad_v = _check_output_grad("grad_v", grad_v, v_out.shape, dtype)
-    out = _check_out(out, grad_v, v_out.shape, dtype, (v_out, tape.i1))
+    out = _check_out(out, grad_v, "grad_v", v_out.shape, dtype, (v_out, tape.i1))
     p, c = tape.p, tape.coeffs
     param_grads = tape.i1 is not None
     gx, gv, gi, i1, (g_am, g_decay, g_vleak) = _backward_buffers(tape, out, grad_final_state, 3)

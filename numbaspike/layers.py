@@ -6,7 +6,8 @@ Every layer has the same small protocol:
 * ``backward(grad_y, tape, need_input_grad=True) -> grad_x``: accumulate parameter
   gradients into ``layer.gradients()`` and return :math:`\partial L/\partial x` (or ``None``);
   the neuron layers also take ``out=``, an array to write :math:`\partial L/\partial x`
-  into, which may be ``grad_y`` itself (an in-place pass that allocates no (T, B, N) array);
+  into, which may be ``grad_y`` itself (an in-place pass that allocates no (T, B, N) array),
+  and so does their ``forward`` (``out=x`` writes the output over the input);
 * ``parameters()`` / ``gradients()``: ordered name → array mappings (the arrays are
   owned by the layer; optimisers update them in place);
 * ``config()``: a JSON-able description from which :func:`numbaspike.network.layer_from_config`
@@ -333,7 +334,9 @@ class LIF(_NeuronLayer):
     def config(self) -> dict[str, Any]:
         return self._config("LIF")
 
-    def forward(self, x):
+    def forward(self, x, out=None):
+        """Spikes (T, B, n) and the tape; ``out`` as in :func:`~numbaspike.lif_forward`
+        (it may be ``x`` itself)."""
         x = _check_layer_input("x", x, self.n_in, self.dtype, check_finite=False)
         return F.lif_forward(
             x,
@@ -341,9 +344,12 @@ class LIF(_NeuronLayer):
             self.dt,
             param_grads=bool(self.learn),
             sparse_tol=self.sparse_tol,
+            out=out,
         )
 
     def backward(self, grad_y, tape, need_input_grad: bool = True, out=None):
+        """dL/dx (T, B, n); ``out`` as in :func:`~numbaspike.lif_backward` (it may be
+        ``grad_y`` itself)."""
         grads = F.lif_backward(grad_y, tape, out=out)
         self._accumulate(grads)
         return grads.x if need_input_grad else None
@@ -385,7 +391,8 @@ class LIFRecurrent(_NeuronLayer):
         cfg["autapses"] = self.autapses
         return cfg
 
-    def forward(self, x):
+    def forward(self, x, out=None):
+        """Spikes (T, B, n) and the tape; ``out`` as in :func:`~numbaspike.lif_forward`."""
         x = _check_layer_input("x", x, self.n_in, self.dtype, check_finite=False)
         return F.lif_forward(
             x,
@@ -394,9 +401,12 @@ class LIFRecurrent(_NeuronLayer):
             w_rec=self._params["w_rec"],
             param_grads=bool(self.learn),
             sparse_tol=self.sparse_tol,
+            out=out,
         )
 
     def backward(self, grad_y, tape, need_input_grad: bool = True, out=None):
+        """dL/dx (T, B, n); ``out`` as in :func:`~numbaspike.lif_backward` (it may be
+        ``grad_y`` itself)."""
         grads = F.lif_backward(grad_y, tape, out=out)
         self._accumulate(grads)
         if not self.autapses:
@@ -419,11 +429,15 @@ class LI(_NeuronLayer):
     def config(self) -> dict[str, Any]:
         return self._config("LI")
 
-    def forward(self, x):
+    def forward(self, x, out=None):
+        """Membranes (T, B, n) and the tape; ``out`` as in :func:`~numbaspike.li_forward`."""
         x = _check_layer_input("x", x, self.n_in, self.dtype, check_finite=False)
-        return F.li_forward(x, self.current_parameters(), self.dt, param_grads=bool(self.learn))
+        return F.li_forward(
+            x, self.current_parameters(), self.dt, param_grads=bool(self.learn), out=out
+        )
 
     def backward(self, grad_y, tape, need_input_grad: bool = True, out=None):
+        """dL/dx (T, B, n); ``out`` as in :func:`~numbaspike.li_backward`."""
         grads = F.li_backward(grad_y, tape, out=out)
         self._accumulate(grads)
         return grads.x if need_input_grad else None

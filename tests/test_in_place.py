@@ -1,6 +1,7 @@
-"""Backward passes with ``out=``: dL/dx written into a given array, or over the output
-gradient itself (in place); the results are bit-identical to a fresh array's, and bad
-``out`` arrays are refused with an error that names them."""
+"""Forward and backward passes with ``out=``: the result written into a given array, or over
+the input of the pass (spikes over the input currents, dL/dx over the output gradient); the
+results are bit-identical to a fresh array's, and bad ``out`` arrays are refused with an
+error that names them."""
 
 from __future__ import annotations
 
@@ -58,6 +59,51 @@ def test_lif_backward_out_is_bit_identical(
         assert (a is None) == (b is None), name
         if a is not None:
             np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+@pytest.mark.parametrize("serial", [True, False], ids=["serial", "parallel"])
+@pytest.mark.parametrize("out_kind", ["given", "in_place"])
+@pytest.mark.parametrize(
+    "recurrent,sparse_tol,smooth",
+    [(False, None, False), (True, None, False), (False, None, True), (False, 1e-3, False),
+     (True, 1e-3, False)],
+)  # fmt: skip
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lif_forward_out_is_bit_identical(
+    dtype, recurrent, sparse_tol, smooth, out_kind, serial, monkeypatch
+):
+    monkeypatch.setattr(cpu, "SERIAL_WORK", 1 << 62 if serial else 0)
+    x, w_rec, grad = _case(dtype, recurrent, seed=2)
+    p = ns.LIFParameters(v_th=np.linspace(0.8, 1.2, N), smooth=smooth, alpha=5.0)
+    z_ref, tape_ref = ns.lif_forward(x, p, w_rec=w_rec, sparse_tol=sparse_tol)
+    x_run = x.copy()
+    out = x_run if out_kind == "in_place" else np.full_like(x, np.nan)
+    z, tape = ns.lif_forward(x_run, p, w_rec=w_rec, sparse_tol=sparse_tol, out=out)
+    assert z is out
+    np.testing.assert_array_equal(z, z_ref)
+    if out_kind == "given":
+        np.testing.assert_array_equal(x_run, x)
+    for a, b in zip(tape.final_state, tape_ref.final_state, strict=True):
+        np.testing.assert_array_equal(a, b)
+    got, ref = ns.lif_backward(grad, tape), ns.lif_backward(grad, tape_ref)
+    for name in ("x", "w_rec", "v0", "i0", "v_th"):
+        a, b = getattr(got, name), getattr(ref, name)
+        if b is not None:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+@pytest.mark.parametrize("out_kind", ["given", "in_place"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_li_forward_out_is_bit_identical(dtype, out_kind):
+    x, _, grad = _case(dtype, False, seed=4)
+    p = ns.LIParameters(tau_mem_inv=np.linspace(50.0, 150.0, N))
+    v_ref, tape_ref = ns.li_forward(x, p)
+    x_run = x.copy()
+    out = x_run if out_kind == "in_place" else np.empty_like(x)
+    v, tape = ns.li_forward(x_run, p, out=out)
+    assert v is out and not v.flags.writeable
+    np.testing.assert_array_equal(v, v_ref)
+    np.testing.assert_array_equal(ns.li_backward(grad, tape).x, ns.li_backward(grad, tape_ref).x)
 
 
 @pytest.mark.parametrize("out_kind", ["given", "in_place"])
@@ -139,11 +185,22 @@ def _read_only(a):
     return a
 
 
-def test_out_overlapping_grad_partially_is_refused(lif_tape):
+def test_out_overlapping_the_input_partially_is_refused(lif_tape):
     tape, _ = lif_tape
     big = np.ones((T + 1, B, N), np.float32)
-    with pytest.raises(ValueError, match="out must be the output gradient itself"):
+    with pytest.raises(ValueError, match="out must be grad_z itself"):
         ns.lif_backward(big[1:], tape, out=big[:-1])
+    with pytest.raises(ValueError, match="out must be x itself"):
+        ns.lif_forward(big[1:], out=big[:-1])
+    with pytest.raises(ValueError, match="out must have shape"):
+        ns.li_forward(big[1:], out=big)
+
+
+def test_non_finite_input_of_in_place_forward_is_reported():
+    x, _, _ = _case(np.float32, False)
+    x[5, 2, 9] = np.inf
+    with pytest.raises(ValueError, match="x holds NaN or inf.*overwritten in place"):
+        ns.lif_forward(x, out=x)
 
 
 def test_non_finite_grad_in_place_is_reported(lif_tape):

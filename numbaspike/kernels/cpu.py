@@ -391,6 +391,13 @@ def _store_range(out, e0, buf, m):
 
 
 @njit(inline="always")
+def _copy_range(src, e0, buf, m):
+    """``buf[:m] = src[e0:e0+m]``."""
+    for k in range(m):
+        buf[k] = src[e0 + k]
+
+
+@njit(inline="always")
 def _add_range(out, e0, buf, m):
     """``out[e0:e0+m] += buf[:m]``."""
     for k in range(m):
@@ -474,15 +481,26 @@ def _lif_feed_forward_forward_item(
     vtf, itf = _flat(v_out), _flat(i_out)
     vf, if_ = v.reshape(v.size), i.reshape(i.size)
     vv, ii = vf[e0:e1].copy(), if_[e0:e1].copy()
-    hb, i1b, zb = np.empty(m, x.dtype), np.empty(m, x.dtype), np.empty(m, x.dtype)
+    hb, i1b, zb, xb = (np.empty(m, x.dtype), np.empty(m, x.dtype), np.empty(m, x.dtype),
+                       np.empty(m, x.dtype))  # fmt: skip
+    # z_out may be x (an in-place forward pass): the step then reads a copy of x, since a
+    # loop that wrote z while reading the same memory as x fell back to scalar code
+    in_place = store_z and z_out.ctypes.data == x.ctypes.data
     for t in range(n_steps):
         zt = zf[t, e0:e1] if store_z else zb
         ht = hf[t, e0:e1] if store_h else hb
         it = i1f[t, e0:e1] if store_i1 else i1b
-        _lif_step_row(
-            xf[t, e0:e1], am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth,
-            vv, ii, zt, ht, it,
-        )  # fmt: skip
+        if in_place:
+            _copy_range(xf[t], e0, xb, m)
+            _lif_step_row(
+                xb, am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth, vv, ii, zt,
+                ht, it,
+            )  # fmt: skip
+        else:
+            _lif_step_row(
+                xf[t, e0:e1], am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth,
+                vv, ii, zt, ht, it,
+            )  # fmt: skip
         if store_trace:
             _store_range(vtf[t], e0, vv, m)
             _store_range(itf[t], e0, ii, m)
