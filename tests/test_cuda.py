@@ -519,3 +519,19 @@ def test_simulate_device_inputs(small_grid, rng):
         F.lif_simulate(cuda.to_device(current), p, DT, backend="cuda")
     with pytest.raises(ValueError, match="every chunk of x must have shape"):
         F.lif_simulate(iter([x[:2], x[2:, :, :3]]), p, DT, backend="cuda")
+
+
+@requires_cuda
+def test_out_is_refused_on_the_cuda_backend(rng):
+    x = rng.normal(1.0, 2.0, (T, B, 4)).astype(np.float32)
+    with pytest.raises(ValueError, match="out is only supported on the CPU backend"):
+        F.lif_forward(x, LIFParameters(), DT, backend="cuda", out=x)
+    with pytest.raises(ValueError, match="out is only supported on the CPU backend"):
+        F.li_forward(x, LIParameters(), DT, backend="cuda", out=x)
+    z, tape = F.lif_forward(x, LIFParameters(), DT, backend="cuda")
+    g = np.ones(x.shape, np.float32)
+    with pytest.raises(ValueError, match="out is only supported on the CPU backend"):
+        F.lif_backward(g, tape, out=g)
+    v, li_tape = F.li_forward(x, LIParameters(), DT, backend="cuda")
+    with pytest.raises(ValueError, match="out is only supported on the CPU backend"):
+        F.li_backward(g, li_tape, out=g)
