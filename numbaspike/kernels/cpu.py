@@ -129,7 +129,7 @@ def _spike_block(hb, th, m, sg_code, alpha, smooth, zb):
             zb[k] = surrogate_smooth(6, hb[k] - th[k], alpha)
 
 
-@njit(inline="always")
+@njit
 def _surrogate_grad_block(hb, th, m, sg_code, alpha, sb):
     """``sb = s(h - v_th)``. SuperSpike, :math:`1 / (\\alpha |u| + 1)^2`, is written out in the
     type of ``alpha`` (the working dtype): ``surrogate_grad``'s float literals would promote a
@@ -288,61 +288,53 @@ def _adjoint_row(
 
 @njit
 def _lif_adjoint_block(
-    t, b, n0, m, gzt, gxt, h, i1, v0, am, dd, ll, th, v_reset, reset_code, sg_code, alpha,
+    ht, hp, v0b, i1t, first, m, gzt, gxt, am, dd, ll, th, v_reset, reset_code, sg_code, alpha,
     smooth, detach, param_grads, gvb, gib, bufs, acc,
 ):  # fmt: skip
-    """Reverse step ``t`` of neurons ``n0:n0+m`` of batch row ``b``; dL/dx_t goes to ``gxt``.
+    """Reverse step of m neurons whose membranes at this step are ``ht``; dL/dx_t goes to
+    ``gxt`` (which may be ``gzt``).
 
+    For the parameter gradients: ``hp`` are the membranes of the step before (unless
+    ``first``; then ``v0b`` are the initial ones) and ``i1t`` the currents of this step;
     ``bufs`` (7, m) are scratch rows (z, s, gh, g_vth, gi before the step, v_{t-1}, z_{t-1});
     ``acc`` (4, m) float64 accumulates the parameter gradients (tau_mem, decay, v_th, v_leak).
     """
-    ht = h[t, b, n0 : n0 + m]
     zb, sb, ghb, gthb, gi_in, vpb, zpb = (
-        bufs[0],
-        bufs[1],
-        bufs[2],
-        bufs[3],
-        bufs[4],
-        bufs[5],
-        bufs[6],
-    )
+        bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], bufs[5], bufs[6],
+    )  # fmt: skip
     _spike_block(ht, th, m, sg_code, alpha, smooth, zb)
     _surrogate_grad_block(ht, th, m, sg_code, alpha, sb)
     _adjoint_row(
-        gzt,
-        ht,
-        zb,
-        sb,
-        th,
-        v_reset,
-        am,
-        dd,
-        m,
-        reset_code,
-        smooth,
-        detach,
-        gvb,
-        gib,
-        gxt,
-        ghb,
-        gthb,
-        gi_in,
-        param_grads,
-    )
+        gzt, ht, zb, sb, th, v_reset, am, dd, m, reset_code, smooth, detach, gvb, gib, gxt, ghb,
+        gthb, gi_in, param_grads,
+    )  # fmt: skip
     if param_grads:
-        if t > 0:
-            hp = h[t - 1, b, n0 : n0 + m]
+        if first:
+            for k in range(m):
+                vpb[k] = v0b[k]
+        else:
             _spike_block(hp, th, m, sg_code, alpha, smooth, zpb)
             _reset_block(hp, zpb, th, v_reset, m, reset_code, smooth, vpb)
-        else:
-            for k in range(m):
-                vpb[k] = v0[b, n0 + k]
-        i1t = i1[t, b, n0 : n0 + m]
         for k in range(m):
             acc[0, k] += ghb[k] * ((ll[k] - vpb[k]) + i1t[k])
             acc[1, k] += gi_in[k] * i1t[k]
             acc[2, k] += gthb[k]
             acc[3, k] += ghb[k] * am[k]
+
+
+@njit(inline="always")
+def _adjoint_block_at(
+    t, b, n0, m, gzt, gxt, h, i1, v0, am, dd, ll, th, v_reset, reset_code, sg_code, alpha,
+    smooth, detach, param_grads, gvb, gib, bufs, acc,
+):  # fmt: skip
+    """:func:`_lif_adjoint_block` for step ``t`` of neurons ``n0:n0+m`` of batch row ``b`` of
+    (T, B, N) tapes."""
+    ht = h[t, b, n0 : n0 + m]
+    _lif_adjoint_block(
+        ht, h[t - 1, b, n0 : n0 + m] if t > 0 else ht, v0[b, n0 : n0 + m],
+        i1[t, b, n0 : n0 + m] if param_grads else ht, t == 0, m, gzt, gxt, am, dd, ll, th,
+        v_reset, reset_code, sg_code, alpha, smooth, detach, param_grads, gvb, gib, bufs, acc,
+    )  # fmt: skip
 
 
 @njit
@@ -537,33 +529,17 @@ def _lif_feed_forward_backward_item(
     gzf, hf, i1f, gxf = _flat(grad_z), _flat(h), _flat(i1), _flat(gx)
     gvf, gif = gv.reshape(gv.size), gi.reshape(gi.size)
     gvb, gib = gvf[e0:e1].copy(), gif[e0:e1].copy()
-    zb, sb, ghb = np.empty(m, h.dtype), np.empty(m, h.dtype), np.empty(m, h.dtype)
-    gthb, gi_in = np.empty(m, h.dtype), np.empty(m, h.dtype)
+    v0f = v0.reshape(v0.size)
+    bufs = np.empty((7, m), h.dtype)
     acc = np.zeros((4, m) if param_grads else (4, 0), np.float64)
-    vpb, zpb = np.empty(m, h.dtype), np.empty(m, h.dtype)
     for t in range(n_steps - 1, -1, -1):
         ht = hf[t, e0:e1]
-        _spike_block(ht, th, m, sg_code, alpha, smooth, zb)
-        _surrogate_grad_block(ht, th, m, sg_code, alpha, sb)
-        _adjoint_row(
-            gzf[t, e0:e1], ht, zb, sb, th, v_reset, am, dd, m, reset_code, smooth, detach,
-            gvb, gib, gxf[t, e0:e1], ghb, gthb, gi_in, param_grads,
+        _lif_adjoint_block(
+            ht, hf[t - 1, e0:e1] if t > 0 else ht, v0f[e0:e1],
+            i1f[t, e0:e1] if param_grads else ht, t == 0, m, gzf[t, e0:e1], gxf[t, e0:e1],
+            am, dd, ll, th, v_reset, reset_code, sg_code, alpha, smooth, detach, param_grads,
+            gvb, gib, bufs, acc,
         )  # fmt: skip
-        if param_grads:
-            if t > 0:
-                hp = hf[t - 1, e0:e1]
-                _spike_block(hp, th, m, sg_code, alpha, smooth, zpb)
-                _reset_block(hp, zpb, th, v_reset, m, reset_code, smooth, vpb)
-            else:
-                v0f = v0.reshape(v0.size)
-                for k in range(m):
-                    vpb[k] = v0f[e0 + k]
-            i1t = i1f[t, e0:e1]
-            for k in range(m):
-                acc[0, k] += ghb[k] * ((ll[k] - vpb[k]) + i1t[k])
-                acc[1, k] += gi_in[k] * i1t[k]
-                acc[2, k] += gthb[k]
-                acc[3, k] += ghb[k] * am[k]
     _store_range(gvf, e0, gvb, m)
     _store_range(gif, e0, gib, m)
     if param_grads:
@@ -731,7 +707,7 @@ def _recurrent_adjoint_block(
     _recurrent_grad(gx, t + 1, b, w_rec, n0, m, gzb)
     for k in range(m):
         gzb[k] = grad_z[t, b, n0 + k] + gzb[k]
-    _lif_adjoint_block(
+    _adjoint_block_at(
         t, b, n0, m, gzb, gx[t, b, n0 : n0 + m], h, i1, v0, am, dd, ll, th, v_reset, reset_code,
         sg_code, alpha, smooth, detach, param_grads, gvb, gib, bufs, acc,
     )  # fmt: skip
@@ -880,7 +856,7 @@ def _lif_recurrent_backward_group(
             gzb = grb[r]
             for k in range(n):
                 gzb[k] = grad_z[t, b, k] + gzb[k]
-            _lif_adjoint_block(
+            _adjoint_block_at(
                 t, b, 0, n, gzb, gx[t, b], h, i1, v0, am, dd, ll, th, v_reset, reset_code,
                 sg_code, alpha, smooth, detach, param_grads, gvb[r], gib[r], bufs, acc[r],
             )  # fmt: skip
