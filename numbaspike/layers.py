@@ -33,7 +33,7 @@ from . import functional as F
 from .compact_tape import check_sparse_tol
 from .kernels import projection
 from .params import LI_NEURON_FIELDS, LIF_NEURON_FIELDS, LIFParameters, LIParameters
-from .validation import as_float_array, check_positive_int
+from .validation import as_float_array, check_all_finite, check_positive_int
 
 __all__ = ["Layer", "Linear", "LIF", "LIFRecurrent", "LI"]
 
@@ -184,17 +184,25 @@ class Linear(Layer):
 
     def forward(self, x) -> tuple[np.ndarray, LinearTape]:
         """Project ``x`` (T, B, n_in) to (T, B, n_out)."""
-        x = _check_layer_input("x", x, self.n_in, self.dtype)
+        x = _check_layer_input("x", x, self.n_in, self.dtype, check_finite=False)
         n_steps, batch, _ = x.shape
         flat = x.reshape(-1, self.n_in)
         sparse = projection.use_sparse_path(projection.density(flat), self.n_out)
         w = self._params["weight"]
         if sparse:
             events = projection.spike_events(flat)
+            # NaN and inf are events: their finiteness is that of the event values (None:
+            # all exactly 1), not a pass over the whole input
+            if events.values is not None:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    total = np.add.reduce(events.values)
+                if not np.isfinite(total):
+                    check_all_finite("x", x)
             y = np.empty((flat.shape[0], self.n_out), self.dtype)
             projection.events_matmul(events, np.ascontiguousarray(w.T), y)
             tape = LinearTape(None, True, x.shape, events)
         else:
+            check_all_finite("x", x)
             y = flat @ w.T
             tape = LinearTape(flat, False, x.shape)
         if self.bias:

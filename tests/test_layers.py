@@ -234,3 +234,28 @@ def test_learned_parameters_are_owned_writeable_copies():
     assert arr.flags.writeable and not np.shares_memory(arr, p.v_th)
     arr += 0.5  # an optimiser step must not touch the parameters object
     assert np.all(p.v_th == 1.0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "spikes"])
+def test_linear_names_non_finite_input(sparse, bad):
+    """Both paths: the dense one scans the input, the event-driven one the event values
+    (NaN and inf are events)."""
+    rng = np.random.default_rng(5)
+    x = (rng.random((30, 4, 50)) < 0.03).astype(np.float32)
+    if not sparse:
+        x += rng.normal(size=x.shape).astype(np.float32)
+    lin = L.Linear(50, 60, seed=0)
+    assert lin.forward(x)[1].sparse is sparse
+    x[7, 2, 11] = bad
+    kind = "NaN" if np.isnan(bad) else "inf"
+    with pytest.raises(ValueError, match=rf"x contains {kind} \(first at index \(7, 2, 11\)\)"):
+        lin.forward(x)
+
+
+def test_linear_sparse_path_accepts_large_finite_events():
+    """Event values whose sum overflows float32 are still finite inputs."""
+    x = np.zeros((30, 4, 50), np.float32)
+    x[::3, :, ::25] = 3e38
+    y, tape = L.Linear(50, 60, seed=0, scale=1e-30).forward(x)
+    assert tape.sparse and np.isfinite(y).all()
