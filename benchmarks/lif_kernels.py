@@ -2,7 +2,9 @@
 
 x: float32 currents (T=500, B=16, N) with N in {512, 2048}; loss = sum of spikes (the
 backward gets a gradient of ones); medians of alternated runs after warm-up, in one
-process. Also prints the first-call (JIT compile) time of ``lif_forward`` +
+process. numbaspike is timed with fresh arrays every call and, in the column "out=", with
+the spikes and dL/dx written into arrays allocated once (``out=``; only the tape is new),
+which separates the kernels from the cost of fresh memory. Also prints the first-call (JIT compile) time of ``lif_forward`` +
 ``lif_backward`` in a fresh process with an empty Numba cache.
 
 Run: ``python benchmarks/lif_kernels.py [--repeats 7] [--sizes 512 2048]``
@@ -64,9 +66,10 @@ def main(argv=None) -> None:
     torch.set_num_threads(2)
     print(f"numba threads {ns.get_num_threads()}, torch threads {torch.get_num_threads()}")
     print(
-        "| N | numbaspike fwd | torch fwd | ratio | numbaspike fwd+bwd | torch fwd+bwd | ratio | rate |"
+        "| N | numbaspike fwd | torch fwd | ratio | numbaspike fwd+bwd | out= | torch fwd+bwd "
+        "| ratio | rate |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.sizes:
         x = np.random.default_rng(0).normal(0.6, 3.0, (500, 16, n)).astype(np.float32)
         xt = torch.from_numpy(x.copy())
@@ -79,6 +82,14 @@ def main(argv=None) -> None:
             ns.lif_backward(np.ones_like(z), tape)
             return z
 
+        z_buf, g_buf = np.empty_like(x), np.empty_like(x)
+
+        def ns_fwd_bwd_out(x=x, z_buf=z_buf, g_buf=g_buf):
+            z, tape = ns.lif_forward(x, param_grads=False, out=z_buf)
+            g_buf.fill(1.0)
+            ns.lif_backward(g_buf, tape, out=g_buf)
+            return z
+
         def torch_fwd(xt=xt):
             with torch.no_grad():
                 return lif_feed_forward(xt)
@@ -89,14 +100,15 @@ def main(argv=None) -> None:
             z.sum().backward()
             return z
 
-        times = {k: [] for k in ("nf", "tf", "nb", "tb")}
-        for f in (ns_fwd, torch_fwd, ns_fwd_bwd, torch_fwd_bwd):
+        times = {k: [] for k in ("nf", "tf", "nb", "no", "tb")}
+        for f in (ns_fwd, torch_fwd, ns_fwd_bwd, ns_fwd_bwd_out, torch_fwd_bwd):
             f()  # warm-up (compilation)
         for _ in range(args.repeats):
             for key, f in (
                 ("nf", ns_fwd),
                 ("tf", torch_fwd),
                 ("nb", ns_fwd_bwd),
+                ("no", ns_fwd_bwd_out),
                 ("tb", torch_fwd_bwd),
             ):
                 t0 = time.perf_counter()
@@ -106,7 +118,8 @@ def main(argv=None) -> None:
         rate = float(ns_fwd()[0].mean())
         print(
             f"| {n} | {med['nf']:.1f} ms | {med['tf']:.1f} ms | {med['tf'] / med['nf']:.1f}x "
-            f"| {med['nb']:.1f} ms | {med['tb']:.1f} ms | {med['tb'] / med['nb']:.1f}x | {rate:.3f} |"
+            f"| {med['nb']:.1f} ms | {med['no']:.1f} ms | {med['tb']:.1f} ms "
+            f"| {med['tb'] / med['nb']:.1f}x | {rate:.3f} |"
         )
     with tempfile.TemporaryDirectory() as cache:
         imp, cold = first_call_seconds(cache)
