@@ -31,7 +31,7 @@ import numpy as np
 
 from . import functional as F
 from .compact_tape import check_sparse_tol
-from .kernels import projection
+from .kernels import projection, scratch
 from .params import LI_NEURON_FIELDS, LIF_NEURON_FIELDS, LIFParameters, LIParameters
 from .validation import as_float_array, check_all_finite, check_positive_int
 
@@ -219,7 +219,7 @@ class Linear(Layer):
             )
         g = g.reshape(-1, self.n_out)
         if tape.sparse:
-            grad_w_t = np.zeros((self.n_in, self.n_out), self.dtype)
+            grad_w_t = scratch.zeros("linear_grad_w_t", (self.n_in, self.n_out), self.dtype)
             projection.events_weight_grad(tape.events, g, grad_w_t)
             self._grads["weight"] += grad_w_t.T
         else:

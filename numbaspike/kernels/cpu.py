@@ -41,6 +41,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from . import math as _m
+from . import scratch
 from .intrinsics import prefetch_read, prefetch_write
 
 # Scalar device functions, compiled from the single source in kernels/math.py.
@@ -1161,7 +1162,7 @@ def recurrent_weight_grad(gx, h, bits, v_th, z0, sg_code, alpha, smooth, grad_w_
     n_steps, batch, n = gx.shape
     chunks = max(1, min(WEIGHT_GRAD_CHUNKS, n_steps * batch))
     if chunks * n * n * grad_w_t.itemsize <= WEIGHT_GRAD_PARTIALS_BUDGET:
-        partials = np.zeros((chunks, n, n), grad_w_t.dtype)
+        partials = scratch.zeros("recurrent_weight_grad", (chunks, n, n), grad_w_t.dtype)
         _weight_grad_partials(gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials)
         sum_partials(partials, grad_w_t)
     else:

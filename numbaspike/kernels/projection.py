@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
+from . import scratch
 from .cpu import sum_partials
 from .intrinsics import WORD as _WORD
 from .intrinsics import popcount as _popcount
@@ -306,7 +307,7 @@ def events_weight_grad(events: SpikeEvents, grad_y, grad_w_t):
         raise ValueError(f"grad_w_t must have shape {(n_in, n_out)}, got {grad_w_t.shape}")
     chunks = min(ROW_CHUNKS, max(1, m_rows))
     if chunks * n_in * n_out * grad_w_t.itemsize <= PARTIALS_BUDGET:
-        partials = np.zeros((chunks, n_in, n_out), grad_w_t.dtype)
+        partials = scratch.zeros("events_weight_grad", (chunks, n_in, n_out), grad_w_t.dtype)
         _weight_grad_partials(events.row_ptr, events.cols, events.values, grad_y, partials)
         sum_partials(partials, grad_w_t)
     else:
