@@ -38,6 +38,14 @@ def test_least_recently_used_is_dropped_beyond_keep():
     assert scratch.zeros("k", (1,), np.float32) is not first
 
 
+def test_large_arrays_are_not_kept(monkeypatch):
+    monkeypatch.setattr(scratch, "MAX_BYTES", 64)
+    a = scratch.zeros("k", (16,), np.float32)  # 64 bytes: kept
+    assert scratch.zeros("k", (16,), np.float32) is a
+    b = scratch.zeros("k", (17,), np.float32)
+    assert scratch.zeros("k", (17,), np.float32) is not b and not b.any()
+
+
 def test_threads_get_their_own_arrays():
     mine = scratch.zeros("k", (8,), np.float32)
     theirs = []

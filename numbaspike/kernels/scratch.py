@@ -10,15 +10,15 @@ and 2.6–3.4 ms with reused ones (the whole step 50–56 ms → 34–43 ms).
 :func:`zeros` keeps, per thread (so two threads running the same kernel never share an
 array), the last :data:`KEEP` arrays it handed out, by name, shape and dtype, and zeroes
 one again when it is asked for again. A network's layers have a few fixed shapes, so in a
-training loop every call after the first reuses an array. What is kept is bounded by
-:data:`KEEP` times the kernels' partial-gradient budgets
-(:data:`numbaspike.kernels.cpu.WEIGHT_GRAD_PARTIALS_BUDGET`,
-:data:`numbaspike.kernels.projection.PARTIALS_BUDGET`) per thread, and is a few MB for
-layers of a few hundred neurons; :func:`release` drops it.
+training loop every call after the first reuses an array. Arrays over :data:`MAX_BYTES`
+are not kept (they are made fresh every time, as before), so what is kept is at most
+``KEEP * MAX_BYTES`` per thread, and a few MB for layers of a few hundred neurons;
+:func:`release` drops it.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 
@@ -28,6 +28,8 @@ __all__ = ["zeros", "release"]
 
 #: Arrays kept per thread (least recently used dropped first).
 KEEP = 8
+#: Largest array kept, in bytes.
+MAX_BYTES = 16 << 20
 
 _local = threading.local()
 
@@ -42,8 +44,10 @@ def _arrays() -> OrderedDict:
 def zeros(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     """A zeroed array of ``shape`` and ``dtype``: the one this thread last got with the same
     name, shape and dtype, or a new one. Valid until the next call with the same key."""
-    arrays = _arrays()
     key = (name, tuple(int(s) for s in shape), np.dtype(dtype))
+    if math.prod(key[1]) * key[2].itemsize > MAX_BYTES:
+        return np.zeros(key[1], key[2])
+    arrays = _arrays()
     arr = arrays.get(key)
     if arr is not None:
         arrays.move_to_end(key)
