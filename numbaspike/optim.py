@@ -43,6 +43,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .kernels import adam
+
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -132,17 +134,6 @@ def _check_grads(grads, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarra
             raise ValueError(f"grads[{name!r}] contains {kind} (first at index {bad})")
         out[name] = g
     return out
-
-
-def _lerp(start: np.ndarray, end: np.ndarray, weight: float) -> None:
-    """``start <- lerp(start, end, weight)`` in place with ATen's formula (``at::lerp``)."""
-    w = start.dtype.type(weight)
-    if abs(weight) < 0.5:
-        start += w * (end - start)
-    else:
-        diff = end - start
-        diff *= start.dtype.type(1.0) - w
-        np.subtract(end, diff, out=start)
 
 
 # --------------------------------------------------------------------------------------------
@@ -513,30 +504,31 @@ class Adam(Optimizer):
         bias_correction2 = 1 - beta2**step
         step_size = lr / bias_correction1
         bias_correction2_sqrt = bias_correction2**0.5
+        decoupled = self.weight_decay != 0 and self.decoupled_weight_decay
         for name, p in self.params.items():
-            g = checked[name]
             t = p.dtype.type
-            if self.weight_decay != 0:
-                if self.decoupled_weight_decay:
-                    p *= t(1 - lr * self.weight_decay)
-                else:
-                    g = g + t(self.weight_decay) * p
-            exp_avg = self.state["exp_avg"][name]
-            exp_avg_sq = self.state["exp_avg_sq"][name]
-            _lerp(exp_avg, g, 1 - beta1)
-            exp_avg_sq *= t(beta2)
-            exp_avg_sq += t(1 - beta2) * g * g
-            if self.amsgrad:
-                max_sq = self.state["max_exp_avg_sq"][name]
-                np.maximum(max_sq, exp_avg_sq, out=max_sq)
-                denom = np.sqrt(max_sq)
-            else:
-                denom = np.sqrt(exp_avg_sq)
-            denom /= t(bias_correction2_sqrt)
-            denom += t(self.eps)
-            upd = t(-step_size) * exp_avg
-            upd /= denom
-            p += upd
+            w = t(1 - beta1)  # the weight of at::lerp, rounded to the dtype as PyTorch does
+            flat = p.reshape(-1)  # owned C-contiguous arrays: views
+            max_sq = self.state["max_exp_avg_sq"][name] if self.amsgrad else flat[:0]
+            adam.adam_update(
+                flat,
+                np.ascontiguousarray(checked[name]).reshape(-1),
+                self.state["exp_avg"][name].reshape(-1),
+                self.state["exp_avg_sq"][name].reshape(-1),
+                max_sq.reshape(-1),
+                decoupled,
+                t(1 - lr * self.weight_decay),
+                t(0 if decoupled else self.weight_decay),
+                abs(1 - beta1) < 0.5,
+                w,
+                t(1.0) - w,
+                t(beta2),
+                t(1 - beta2),
+                t(-step_size),
+                t(bias_correction2_sqrt),
+                t(self.eps),
+                self.amsgrad,
+            )
 
 
 class AdamW(Adam):

@@ -32,6 +32,7 @@ CONFIGS = [
         torch.optim.Adam,
         dict(lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05, amsgrad=True),
     ),
+    ("adam_low_beta1", Adam, torch.optim.Adam, dict(lr=0.01, betas=(0.3, 0.9))),
     ("adamw", AdamW, torch.optim.AdamW, dict(lr=0.01)),
     ("adamw_amsgrad", AdamW, torch.optim.AdamW, dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
 ]
@@ -90,6 +91,66 @@ def assert_params_close(ours, ref, dtype):
             # float32 rounding: PyTorch's vectorised kernels use fused multiply-adds, so the
             # two runs differ by a few ulp of the parameter magnitude (~1)
             np.testing.assert_allclose(ours[k], ref[k], rtol=1e-6, atol=1e-6, err_msg=k)
+
+
+def adam_numpy_reference(kwargs, params0, grads, decoupled=False):
+    """Adam written as NumPy array expressions, in PyTorch's order of operations (the
+    implementation that the one-pass kernel of numbaspike.kernels.adam replaced)."""
+    lr, eps, wd = kwargs.get("lr", 1e-3), kwargs.get("eps", 1e-8), kwargs.get("weight_decay", 0)
+    beta1, beta2 = kwargs.get("betas", (0.9, 0.999))
+    amsgrad = kwargs.get("amsgrad", False)
+    params = {k: v.copy() for k, v in params0.items()}
+    m = {k: np.zeros_like(v) for k, v in params.items()}
+    v2 = {k: np.zeros_like(v) for k, v in params.items()}
+    vmax = {k: np.zeros_like(v) for k, v in params.items()}
+    for step, g_all in enumerate(grads, start=1):
+        step_size = lr / (1 - beta1**step)
+        bc2_sqrt = (1 - beta2**step) ** 0.5
+        for k, p in params.items():
+            t, g = p.dtype.type, g_all[k]
+            if wd != 0:
+                if decoupled:
+                    p *= t(1 - lr * wd)
+                else:
+                    g = g + t(wd) * p
+            w = t(1 - beta1)
+            if abs(1 - beta1) < 0.5:  # at::lerp
+                m[k] += w * (g - m[k])
+            else:
+                m[k] = g - (g - m[k]) * (t(1.0) - w)
+            v2[k] *= t(beta2)
+            v2[k] += t(1 - beta2) * g * g
+            if amsgrad:
+                np.maximum(vmax[k], v2[k], out=vmax[k])
+                denom = np.sqrt(vmax[k])
+            else:
+                denom = np.sqrt(v2[k])
+            denom /= t(bc2_sqrt)
+            denom += t(eps)
+            upd = t(-step_size) * m[k]
+            upd /= denom
+            p += upd
+    return params
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    ("name", "cls", "tcls", "kwargs"),
+    [c for c in CONFIGS if c[1] is not SGD],
+    ids=[c[0] for c in CONFIGS if c[1] is not SGD],
+)
+def test_adam_kernel_is_bitwise_the_numpy_expressions(name, cls, tcls, kwargs, dtype):
+    params0 = make_params(3, dtype)
+    grads = grad_sequence(3, dtype)
+    ours = run_ours(cls, kwargs, params0, grads)
+    ref = adam_numpy_reference(
+        {"weight_decay": 1e-2, **kwargs} if cls is AdamW else kwargs,
+        params0,
+        grads,
+        decoupled=cls is AdamW,
+    )
+    for k in SHAPES:
+        np.testing.assert_array_equal(ours[k], ref[k], err_msg=k)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
