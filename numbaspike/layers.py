@@ -306,6 +306,21 @@ class _NeuronLayer(Layer):
         return cfg
 
 
+def _lif_layer_forward(layer: _NeuronLayer, x, w_rec, out):
+    """:func:`~numbaspike.lif_forward` with the layer's parameters (``w_rec``: None for a
+    feed-forward layer)."""
+    x = _check_layer_input("x", x, layer.n_in, layer.dtype, check_finite=False)
+    return F.lif_forward(
+        x,
+        layer.current_parameters(),
+        layer.dt,
+        w_rec=w_rec,
+        param_grads=bool(layer.learn),
+        sparse_tol=layer.sparse_tol,
+        out=out,
+    )
+
+
 class LIF(_NeuronLayer):
     """Feed-forward LIF neurons (input: currents (T, B, n); output: spikes (T, B, n)).
 
@@ -345,15 +360,7 @@ class LIF(_NeuronLayer):
     def forward(self, x, out=None):
         """Spikes (T, B, n) and the tape; ``out`` as in :func:`~numbaspike.lif_forward`
         (it may be ``x`` itself)."""
-        x = _check_layer_input("x", x, self.n_in, self.dtype, check_finite=False)
-        return F.lif_forward(
-            x,
-            self.current_parameters(),
-            self.dt,
-            param_grads=bool(self.learn),
-            sparse_tol=self.sparse_tol,
-            out=out,
-        )
+        return _lif_layer_forward(self, x, None, out)
 
     def backward(self, grad_y, tape, need_input_grad: bool = True, out=None):
         """dL/dx (T, B, n); ``out`` as in :func:`~numbaspike.lif_backward` (it may be
@@ -401,16 +408,7 @@ class LIFRecurrent(_NeuronLayer):
 
     def forward(self, x, out=None):
         """Spikes (T, B, n) and the tape; ``out`` as in :func:`~numbaspike.lif_forward`."""
-        x = _check_layer_input("x", x, self.n_in, self.dtype, check_finite=False)
-        return F.lif_forward(
-            x,
-            self.current_parameters(),
-            self.dt,
-            w_rec=self._params["w_rec"],
-            param_grads=bool(self.learn),
-            sparse_tol=self.sparse_tol,
-            out=out,
-        )
+        return _lif_layer_forward(self, x, self._params["w_rec"], out)
 
     def backward(self, grad_y, tape, need_input_grad: bool = True, out=None):
         """dL/dx (T, B, n); ``out`` as in :func:`~numbaspike.lif_backward` (it may be
