@@ -61,16 +61,28 @@ def _check_layer_input(name: str, x, n_in: int, dtype, check_finite: bool = True
 
 
 def _add_matmul_tn(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
-    """``out += a.T @ b`` for C-contiguous ``a`` (M, P), ``b`` (M, Q), ``out`` (P, Q), by one
-    BLAS ``gemm`` with ``beta = 1`` that accumulates in place: no (P, Q) temporary (16 MB for
-    a 2048 x 2048 float32 weight) and no extra pass to add it."""
-    from scipy.linalg import blas
+    """``out += a.T @ b`` for ``a`` (M, P), ``b`` (M, Q), ``out`` (P, Q).
 
-    gemm = blas.get_blas_funcs("gemm", (out,))
-    # Fortran views: out.T (Q, P) = b.T (Q, M) @ a.T.T (M, P)
-    result = gemm(1.0, b.T, a.T, beta=1.0, c=out.T, trans_b=1, overwrite_c=1)
-    if not np.shares_memory(result, out):  # BLAS had to copy (never for these layouts)
-        out[...] = result.T
+    The product goes to a scratch array (reused from call to call, see
+    :mod:`~numbaspike.kernels.scratch`) by NumPy's BLAS, then is added to ``out``. A BLAS
+    ``gemm`` with ``beta = 1`` would need no temporary, but the only one reachable from
+    Python, SciPy's, is a second OpenBLAS with its own thread pool: its threads and
+    NumPy's then spin against each other on a small machine (a 14 ms weight gradient where
+    NumPy's takes 0.7 ms, measured on the 2-core reference machine).
+    """
+    product = scratch.empty("matmul_tn", out.shape, out.dtype)
+    np.matmul(a.T, b, out=product)
+    out += product
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b``: by :func:`~numbaspike.kernels.projection.narrow_matmul` (no BLAS, so no
+    spinning BLAS threads around the Numba kernels) when the inner dimension is at most
+    :data:`~numbaspike.kernels.projection.NARROW_K`, else by NumPy's BLAS."""
+    if a.shape[1] > projection.NARROW_K:
+        return a @ b
+    out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
+    return projection.narrow_matmul(a, b, out)
 
 
 class Layer:
@@ -203,7 +215,7 @@ class Linear(Layer):
             tape = LinearTape(None, True, x.shape, events)
         else:
             check_all_finite("x", x)
-            y = flat @ w.T
+            y = _matmul(flat, w.T)
             tape = LinearTape(flat, False, x.shape)
         if self.bias:
             y += self._params["bias"]
@@ -228,7 +240,7 @@ class Linear(Layer):
             self._grads["bias"] += g.sum(axis=0)
         if not need_input_grad:
             return None
-        return (g @ self._params["weight"]).reshape(n_steps, batch, self.n_in)
+        return _matmul(g, self._params["weight"]).reshape(n_steps, batch, self.n_in)
 
 
 class _NeuronLayer(Layer):

@@ -40,6 +40,36 @@ def test_linear_sparse_and_dense_paths_agree_with_numpy(rate, bias, sparse, monk
         np.testing.assert_allclose(lin.gradients()["bias"], g.sum(axis=(0, 1)), rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "n_in, n_out",
+    [(5, 3), (32, 33), (33, 32), (40, 64)],
+    ids=["both narrow", "narrow input", "narrow output", "both wide"],
+)
+def test_linear_dense_path_on_both_sides_of_the_narrow_product(n_in, n_out, dtype, monkeypatch):
+    """Inner dimensions up to NARROW_K are computed by narrow_matmul, wider ones by BLAS."""
+    monkeypatch.setattr(projection, "use_sparse_path", lambda density, n_out: False)
+    calls = []
+    narrow = projection.narrow_matmul
+    monkeypatch.setattr(
+        projection,
+        "narrow_matmul",
+        lambda a, b, out: calls.append(a.shape[1]) or narrow(a, b, out),
+    )
+    rng = np.random.default_rng(8)
+    lin = L.Linear(n_in, n_out, seed=2, dtype=dtype)
+    x = rng.normal(size=(9, 5, n_in)).astype(dtype)
+    g = rng.normal(size=(9, 5, n_out)).astype(dtype)
+    y, tape = lin.forward(x)
+    gx = lin.backward(g, tape)
+    assert y.dtype == gx.dtype == np.dtype(dtype)
+    assert calls == [k for k in (n_in, n_out) if k <= projection.NARROW_K]
+    w = lin.weight.astype(np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, x.astype(np.float64) @ w.T, rtol=tol, atol=tol)
+    np.testing.assert_allclose(gx, g.astype(np.float64) @ w, rtol=tol, atol=tol)
+
+
 def test_sparse_path_choice_follows_density_and_width():
     assert projection.use_sparse_path(0.02, 256)  # SHD-like input into a wide layer
     assert not projection.use_sparse_path(0.5, 256)  # dense input

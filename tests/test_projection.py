@@ -164,6 +164,57 @@ def test_event_kernels_do_not_depend_on_thread_count(spikes, budget, two_threads
     np.testing.assert_array_equal(one[0].view(np.uint32), two[0].view(np.uint32))  # bits
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m_rows", [0, 1, 203])
+@pytest.mark.parametrize("k_in", [1, 3, 4, 7, 20, 32])
+@pytest.mark.parametrize("n_out", [1, 37, 256])
+def test_narrow_matmul_equals_dense_product(n_out, k_in, m_rows, dtype):
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(m_rows, k_in)).astype(dtype)
+    b = rng.normal(size=(k_in, n_out)).astype(dtype)
+    out = np.full((m_rows, n_out), np.nan, dtype)  # must be overwritten
+    assert P.narrow_matmul(a, b, out) is out
+    _assert_close(out, a.astype(np.float64) @ b.astype(np.float64), dtype)
+
+
+def test_narrow_matmul_takes_strided_operands():
+    rng = np.random.default_rng(6)
+    a = rng.normal(size=(40, 9))
+    b = rng.normal(size=(30, 9))
+    out = np.empty((40, 30))
+    P.narrow_matmul(a, b.T, out)  # b.T is not C-contiguous
+    _assert_close(out, a @ b.T, np.float64)
+    P.narrow_matmul(a[::2], b.T, out[:20])
+    _assert_close(out[:20], a[::2] @ b.T, np.float64)
+
+
+def test_narrow_matmul_does_not_depend_on_thread_count(two_threads):
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=(1003, 21)).astype(np.float32)
+    b = rng.normal(size=(21, 70)).astype(np.float32)
+
+    def run():
+        return P.narrow_matmul(a, b, np.empty((1003, 70), np.float32))
+
+    np.testing.assert_array_equal(
+        two_threads(1, run).view(np.uint32), two_threads(2, run).view(np.uint32)
+    )
+
+
+def test_narrow_matmul_rejects_bad_operands():
+    a, b = np.zeros((5, 3)), np.zeros((3, 4))
+    with pytest.raises(ValueError, match="do not match"):
+        P.narrow_matmul(a, np.zeros((2, 4)), np.zeros((5, 4)))
+    with pytest.raises(ValueError, match="out must have shape"):
+        P.narrow_matmul(a, b, np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="share one dtype"):
+        P.narrow_matmul(a, b.astype(np.float32), np.zeros((5, 4)))
+    with pytest.raises(ValueError, match="share one dtype"):
+        P.narrow_matmul(a.astype(int), b.astype(int), np.zeros((5, 4), int))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        P.narrow_matmul(a, b, np.zeros((4, 5)).T)
+
+
 CACHE_SNIPPET = r"""
 import hashlib, numpy as np
 from numbaspike.kernels import projection as P

@@ -31,6 +31,28 @@ def test_reused_zeroed_and_keyed_by_name_shape_and_dtype():
     assert scratch.zeros("k", (3, 4), np.float32) is a  # still kept (4 keys < KEEP)
 
 
+def test_empty_is_reused_without_zeroing():
+    a = scratch.empty("k", (3, 4), np.float32)
+    a[...] = 7
+    b = scratch.empty("k", (3, 4), np.float32)
+    assert b is a and (b == 7).all()  # not zeroed: the caller overwrites it
+    assert scratch.zeros("k", (3, 4), np.float32) is a and not a.any()  # one key space
+
+
+def test_dense_weight_gradient_accumulates_through_the_scratch_product():
+    """Linear's dense path adds ``g.T @ x`` (a reused scratch product) to the gradient."""
+    rng = np.random.default_rng(1)
+    lin = Linear(40, 50, seed=0)
+    x = rng.standard_normal((7, 3, 40)).astype(np.float32)
+    grads = [rng.standard_normal((7, 3, 50)).astype(np.float32) for _ in range(2)]
+    _, tape = lin.forward(x)
+    assert not tape.sparse
+    for g in grads:
+        lin.backward(g, tape, need_input_grad=False)
+    expected = sum(g.reshape(-1, 50).T.astype(np.float64) @ x.reshape(-1, 40) for g in grads)
+    np.testing.assert_allclose(lin.gradients()["weight"], expected, rtol=1e-5, atol=1e-5)
+
+
 def test_least_recently_used_is_dropped_beyond_keep():
     first = scratch.zeros("k", (1,), np.float32)
     for size in range(2, scratch.KEEP + 2):

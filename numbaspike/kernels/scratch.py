@@ -1,4 +1,4 @@
-"""Zeroed scratch arrays that a kernel reuses from one call to the next.
+"""Scratch arrays that a kernel reuses from one call to the next.
 
 The weight-gradient kernels sum into private partial gradients (one (n_in, n_out) array
 per fixed chunk of rows, a few MB) that are summed and dropped at the end of the call. A
@@ -13,7 +13,8 @@ one again when it is asked for again. A network's layers have a few fixed shapes
 training loop every call after the first reuses an array. Arrays over :data:`MAX_BYTES`
 are not kept (they are made fresh every time, as before), so what is kept is at most
 ``KEEP * MAX_BYTES`` per thread, and a few MB for layers of a few hundred neurons;
-:func:`release` drops it.
+:func:`release` drops it. :func:`empty` is the same for outputs that are overwritten
+whole (not zeroed again), such as the weight-gradient product of :class:`~numbaspike.layers.Linear`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-__all__ = ["zeros", "release"]
+__all__ = ["zeros", "empty", "release"]
 
 #: Arrays kept per thread (least recently used dropped first).
 KEEP = 8
@@ -44,14 +45,24 @@ def _arrays() -> OrderedDict:
 def zeros(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     """A zeroed array of ``shape`` and ``dtype``: the one this thread last got with the same
     name, shape and dtype, or a new one. Valid until the next call with the same key."""
+    return _get(name, shape, dtype, zeroed=True)
+
+
+def empty(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """As :func:`zeros`, for an output that will be overwritten: its values are arbitrary."""
+    return _get(name, shape, dtype, zeroed=False)
+
+
+def _get(name: str, shape: tuple[int, ...], dtype, zeroed: bool) -> np.ndarray:
     key = (name, tuple(int(s) for s in shape), np.dtype(dtype))
     if math.prod(key[1]) * key[2].itemsize > MAX_BYTES:
-        return np.zeros(key[1], key[2])
+        return np.zeros(key[1], key[2]) if zeroed else np.empty(key[1], key[2])
     arrays = _arrays()
     arr = arrays.get(key)
     if arr is not None:
         arrays.move_to_end(key)
-        arr.fill(0)
+        if zeroed:
+            arr.fill(0)
         return arr
     while len(arrays) >= KEEP:
         arrays.popitem(last=False)
