@@ -291,7 +291,7 @@ def lif_forward(
     i1 = np.empty_like(x) if param_grads else np.empty((0, 0, 0), dtype)
     none = np.empty((0, 0, 0), dtype)
     common = (coeffs.a_m, coeffs.decay_s, coeffs.v_leak, coeffs.v_th, coeffs.v_reset)
-    codes = (p.reset_code, p.surrogate_code, float(p.alpha), bool(p.smooth))
+    codes = (p.reset_code, p.surrogate_code, dtype.type(p.alpha), bool(p.smooth))
     w_rec_t = None
     if w_rec is not None:
         w_rec = _check_w_rec(w_rec, n, dtype)
@@ -536,7 +536,7 @@ def lif_backward(
         grad_w_rec_t = np.zeros((n, n), dtype)
         no_bits = np.empty((0, 0, 0), np.uint8)
         cpu.recurrent_weight_grad(
-            gx, h, no_bits, c.v_th, tape.z0, p.surrogate_code, float(p.alpha), bool(p.smooth),
+            gx, h, no_bits, c.v_th, tape.z0, p.surrogate_code, dtype.type(p.alpha), bool(p.smooth),
             grad_w_rec_t,
         )  # fmt: skip
         grad_w_rec = np.ascontiguousarray(grad_w_rec_t.T)
@@ -576,7 +576,7 @@ def _lif_backward_compact(grad_z, tape: LIFTape, grad_final_state, out) -> LIFGr
         grad_w_rec_t = np.zeros((n, n), dtype)
         cpu.recurrent_weight_grad(
             gx, np.empty((0, 0, 0), dtype), ct.bits, c.v_th, tape.z0, p.surrogate_code,
-            float(p.alpha), False, grad_w_rec_t,
+            dtype.type(p.alpha), False, grad_w_rec_t,
         )  # fmt: skip
         grad_w_rec = np.ascontiguousarray(grad_w_rec_t.T)
         grad_z0 = gz_rec
@@ -865,7 +865,7 @@ def lif_simulate(
         v_out = np.empty_like(xc) if trace else none
         i_out = np.empty_like(xc) if trace else none
         common = (coeffs.a_m, coeffs.decay_s, coeffs.v_leak, coeffs.v_th, coeffs.v_reset)
-        codes = (p.reset_code, p.surrogate_code, float(p.alpha), bool(p.smooth))
+        codes = (p.reset_code, p.surrogate_code, dtype.type(p.alpha), bool(p.smooth))
         if w_rec is None:
             cpu.lif_feed_forward_forward(
                 xc, *common, *codes, v, i, z, none, none, v_out, i_out, True, False, False, trace

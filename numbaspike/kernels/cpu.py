@@ -632,7 +632,7 @@ def _lif_recurrent_forward_batchwise(
     z_next = np.empty_like(z_state)
     for b in prange(x.shape[1]):
         _lif_recurrent_forward_row(
-            b, x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
+            np.int64(b), x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
             v, i, z_cur, z_next, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1,
             store_trace,
         )  # fmt: skip
@@ -740,7 +740,7 @@ def _lif_recurrent_backward_stepwise(
                 _flush_param_grads(acc, b, n0, m, g_am, g_decay, g_vth, g_vleak)
     for c in prange(batch * nblk):
         b, n0, n1 = _chunk(c, nblk, n)
-        _recurrent_grad(gx, 0, b, w_rec, n0, n1 - n0, gz_rec[b, n0:n1])
+        _recurrent_grad(gx, np.int64(0), b, w_rec, n0, n1 - n0, gz_rec[b, n0:n1])
 
 
 #: Batch rows processed together by the batch-parallel recurrent backward kernel: each row
@@ -861,7 +861,7 @@ def _lif_recurrent_backward_group(
                 t, b, 0, n, gzb, gx[t, b], h, i1, v0, am, dd, ll, th, v_reset, reset_code,
                 sg_code, alpha, smooth, detach, param_grads, gvb[r], gib[r], bufs, acc[r],
             )  # fmt: skip
-    _recurrent_grad_group(gx, 0, b0, rows, w_rec, grb)
+    _recurrent_grad_group(gx, np.int64(0), b0, rows, w_rec, grb)
     for r in range(rows):
         b = b0 + r
         _store_state(gv, b, 0, gvb[r], n)
@@ -990,7 +990,7 @@ def _recurrent_weight_grad_partials(gx, h, bits, v_th, z0, sg_code, alpha, smoot
     ``c``; event-driven: each pair reads its row of ``gx`` once and adds it to the rows of
     the neurons that fired at the step before."""
     for c in prange(partials.shape[0]):
-        _weight_grad_chunk(c, gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials)
+        _weight_grad_chunk(np.int64(c), gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials)
 
 
 @njit
