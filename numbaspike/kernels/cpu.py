@@ -42,7 +42,20 @@ from numba import get_num_threads, njit, prange
 
 from . import math as _m
 from . import scratch
-from .intrinsics import prefetch_read, prefetch_write
+from .intrinsics import (
+    VECTOR_BYTES,
+    prefetch_read,
+    prefetch_write,
+    tile_1x0,
+    tile_1x1,
+    tile_1x2,
+    tile_4x0,
+    tile_4x1,
+    tile_4x2,
+    tile_8x0,
+    tile_8x1,
+    tile_8x2,
+)
 
 # Scalar device functions, compiled from the single source in kernels/math.py.
 surrogate_grad = njit(cache=True)(_m.surrogate_grad)
@@ -665,47 +678,77 @@ def _lif_recurrent_forward_row(
     _store_state(i, b, 0, ii, n)
 
 
-@njit(fastmath={"contract"})
-def _recurrent_grad(gx, t, b, w_rec, n0, m, grb):
-    """``grb = gx[t, b] @ w_rec[:, n0:n0+m]`` (zero past the last step), summed exactly as
-    :func:`_recurrent_grad_group` does, so that both kernel variants agree bit for bit."""
-    n_j = w_rec.shape[0]
-    for k in range(m):
-        grb[k] = 0.0
+@njit
+def _rows_times_matrix(a, t, b0, rows, w, w_col, m, out, o_row, o_col):
+    """``out[o_row + r, o_col : o_col + m] = a[t, b0 + r] @ w[:, w_col : w_col + m]`` for
+    ``r < rows``, in register tiles (:func:`~numbaspike.kernels.intrinsics.matmul_tile`):
+    groups of 8, 4 or 1 rows by 2 vectors, 1 vector or 1 column. Every entry is one chain
+    of fused multiply-adds over the rows of ``w`` in order, so the batch-parallel and the
+    stepwise kernels, which tile the product differently, agree bit for bit."""
+    lanes = VECTOR_BYTES // a.itemsize
+    r = 0
+    while r < rows:
+        left = rows - r
+        b, o = b0 + r, o_row + r
+        k = 0
+        if left >= 8:
+            while k + 2 * lanes <= m:
+                tile_8x2(out, o, o_col + k, a, t, b, w, w_col + k)
+                k += 2 * lanes
+            while k + lanes <= m:
+                tile_8x1(out, o, o_col + k, a, t, b, w, w_col + k)
+                k += lanes
+            while k < m:
+                tile_8x0(out, o, o_col + k, a, t, b, w, w_col + k)
+                k += 1
+            r += 8
+        elif left >= 4:
+            while k + 2 * lanes <= m:
+                tile_4x2(out, o, o_col + k, a, t, b, w, w_col + k)
+                k += 2 * lanes
+            while k + lanes <= m:
+                tile_4x1(out, o, o_col + k, a, t, b, w, w_col + k)
+                k += lanes
+            while k < m:
+                tile_4x0(out, o, o_col + k, a, t, b, w, w_col + k)
+                k += 1
+            r += 4
+        else:
+            while k + 2 * lanes <= m:
+                tile_1x2(out, o, o_col + k, a, t, b, w, w_col + k)
+                k += 2 * lanes
+            while k + lanes <= m:
+                tile_1x1(out, o, o_col + k, a, t, b, w, w_col + k)
+                k += lanes
+            while k < m:
+                tile_1x0(out, o, o_col + k, a, t, b, w, w_col + k)
+                k += 1
+            r += 1
+
+
+@njit
+def _recurrent_grad(gx, t, b0, rows, w_rec, n0, m, out, o_row, o_col):
+    """``out[o_row + r, o_col : o_col + m] = gx[t, b0 + r] @ w_rec[:, n0 : n0 + m]`` for
+    ``r < rows`` (zero past the last step): how ``gx_{t+1}`` reaches the spikes of step
+    ``t`` through the recurrent weights."""
     if t >= gx.shape[0]:
+        for r in range(rows):
+            for k in range(m):
+                out[o_row + r, o_col + k] = 0.0
         return
-    j = 0
-    while j + 4 <= n_j:
-        a0 = gx[t, b, j]
-        a1 = gx[t, b, j + 1]
-        a2 = gx[t, b, j + 2]
-        a3 = gx[t, b, j + 3]
-        if a0 != 0.0 or a1 != 0.0 or a2 != 0.0 or a3 != 0.0:
-            for k in range(m):
-                c = n0 + k
-                grb[k] += (
-                    a0 * w_rec[j, c]
-                    + a1 * w_rec[j + 1, c]
-                    + a2 * w_rec[j + 2, c]
-                    + a3 * w_rec[j + 3, c]
-                )
-        j += 4
-    while j < n_j:
-        a0 = gx[t, b, j]
-        if a0 != 0.0:
-            for k in range(m):
-                grb[k] += a0 * w_rec[j, n0 + k]
-        j += 1
+    _rows_times_matrix(gx, t, b0, rows, w_rec, n0, m, out, o_row, o_col)
 
 
 @njit
 def _recurrent_adjoint_block(
     t, b, n0, m, grad_z, h, i1, v0, w_rec, am, dd, ll, th, v_reset, reset_code, sg_code,
-    alpha, smooth, detach, param_grads, gx, gvb, gib, gzb, bufs, acc,
+    alpha, smooth, detach, param_grads, gx, gvb, gib, gz_buf, bufs, acc,
 ):  # fmt: skip
     """Reverse step ``t`` of neurons ``n0:n0+m`` of row ``b``: ``gx_{t+1}`` reaches the spikes
-    of step ``t`` through ``w_rec``, then the LIF adjoint; dL/dx_t is written to ``gx``."""
-    _recurrent_grad(gx, t + 1, b, w_rec, n0, m, gzb)
+    of step ``t`` through ``w_rec``, then the LIF adjoint; dL/dx_t is written to ``gx``.
+    ``gz_buf`` (1, m) is scratch for dL/dz_t."""
+    _recurrent_grad(gx, t + 1, b, 1, w_rec, n0, m, gz_buf, 0, 0)
+    gzb = gz_buf[0]
     for k in range(m):
         gzb[k] = grad_z[t, b, n0 + k] + gzb[k]
     _adjoint_block_at(
@@ -729,7 +772,7 @@ def _lif_recurrent_backward_stepwise(
             b, n0, n1 = _chunk(c, nblk, n)
             m = n1 - n0
             bufs = np.empty((7, m), h.dtype)
-            gzb = np.empty(m, h.dtype)
+            gzb = np.empty((1, m), h.dtype)
             acc = np.zeros((4, m), np.float64)
             _recurrent_adjoint_block(
                 t, b, n0, m, grad_z, h, i1, v0, w_rec, a_m[n0:n1], decay_s[n0:n1], v_leak[n0:n1],
@@ -740,81 +783,12 @@ def _lif_recurrent_backward_stepwise(
                 _flush_param_grads(acc, b, n0, m, g_am, g_decay, g_vth, g_vleak)
     for c in prange(batch * nblk):
         b, n0, n1 = _chunk(c, nblk, n)
-        _recurrent_grad(gx, np.int64(0), b, w_rec, n0, n1 - n0, gz_rec[b, n0:n1])
+        _recurrent_grad(gx, np.int64(0), b, 1, w_rec, n0, n1 - n0, gz_rec, b, n0)
 
 
 #: Batch rows processed together by the batch-parallel recurrent backward kernel: each row
 #: of ``w_rec`` is loaded once per group for the recurrent gradient of all its rows.
 ROW_GROUP = 8
-
-
-@njit(inline="always", fastmath={"contract"})
-def _add_four_inputs_one_row(g, w_rec, j, out, r):
-    """``out[r] += g[0] w_rec[j] + ... + g[3] w_rec[j+3]`` (the order of
-    :func:`_recurrent_grad`)."""
-    a0, a1, a2, a3 = g[0], g[1], g[2], g[3]
-    for k in range(w_rec.shape[1]):
-        out[r, k] += (
-            a0 * w_rec[j, k] + a1 * w_rec[j + 1, k] + a2 * w_rec[j + 2, k] + a3 * w_rec[j + 3, k]
-        )
-
-
-@njit(fastmath={"contract"})
-def _recurrent_grad_group(gx, t, b0, rows, w_rec, grb):
-    """``grb[r] = gx[t, b0 + r] @ w_rec`` for ``r < rows`` (zero past the last step).
-
-    Four rows of ``w_rec`` are combined per pass over an output row, and four output rows
-    share each load of those weights (a 4 x 4 block: 4 weight loads, 4 output loads and
-    stores for 16 multiply-adds per vector of outputs). Every output sums its terms in the
-    order of :func:`_recurrent_grad`, which the stepwise kernel uses, so that both kernel
-    variants agree bit for bit.
-    """
-    n = w_rec.shape[1]
-    n_j = w_rec.shape[0]
-    for r in range(rows):
-        for k in range(n):
-            grb[r, k] = 0.0
-    if t >= gx.shape[0]:
-        return
-    g = np.empty((4, 4), gx.dtype)
-    j = 0
-    while j + 4 <= n_j:
-        r = 0
-        while r + 4 <= rows:
-            any_nonzero = False
-            for q in range(4):
-                for p in range(4):
-                    g[q, p] = gx[t, b0 + r + q, j + p]
-                    any_nonzero = any_nonzero or g[q, p] != 0.0
-            if any_nonzero:
-                a0, a1, a2, a3 = g[0, 0], g[0, 1], g[0, 2], g[0, 3]
-                c0, c1, c2, c3 = g[1, 0], g[1, 1], g[1, 2], g[1, 3]
-                d0, d1, d2, d3 = g[2, 0], g[2, 1], g[2, 2], g[2, 3]
-                e0, e1, e2, e3 = g[3, 0], g[3, 1], g[3, 2], g[3, 3]
-                for k in range(n):
-                    w0 = w_rec[j, k]
-                    w1 = w_rec[j + 1, k]
-                    w2 = w_rec[j + 2, k]
-                    w3 = w_rec[j + 3, k]
-                    grb[r, k] += a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3
-                    grb[r + 1, k] += c0 * w0 + c1 * w1 + c2 * w2 + c3 * w3
-                    grb[r + 2, k] += d0 * w0 + d1 * w1 + d2 * w2 + d3 * w3
-                    grb[r + 3, k] += e0 * w0 + e1 * w1 + e2 * w2 + e3 * w3
-            r += 4
-        while r < rows:
-            for p in range(4):
-                g[0, p] = gx[t, b0 + r, j + p]
-            if g[0, 0] != 0.0 or g[0, 1] != 0.0 or g[0, 2] != 0.0 or g[0, 3] != 0.0:
-                _add_four_inputs_one_row(g[0], w_rec, j, grb, r)
-            r += 1
-        j += 4
-    while j < n_j:
-        for r in range(rows):
-            a0 = gx[t, b0 + r, j]
-            if a0 != 0.0:
-                for k in range(n):
-                    grb[r, k] += a0 * w_rec[j, k]
-        j += 1
 
 
 def _lif_recurrent_backward_batchwise(
@@ -851,7 +825,7 @@ def _lif_recurrent_backward_group(
             _prefetch_step(grad_z, t - 1, b0 + r, 0, n, False)
             _prefetch_step(h, t - 1, b0 + r, 0, n, False)
             _prefetch_step(gx, t - 1, b0 + r, 0, n, True)
-        _recurrent_grad_group(gx, t + 1, b0, rows, w_rec, grb)
+        _recurrent_grad(gx, t + 1, b0, rows, w_rec, 0, n, grb, 0, 0)
         for r in range(rows):
             b = b0 + r
             gzb = grb[r]
@@ -861,7 +835,7 @@ def _lif_recurrent_backward_group(
                 t, b, 0, n, gzb, gx[t, b], h, i1, v0, am, dd, ll, th, v_reset, reset_code,
                 sg_code, alpha, smooth, detach, param_grads, gvb[r], gib[r], bufs, acc[r],
             )  # fmt: skip
-    _recurrent_grad_group(gx, np.int64(0), b0, rows, w_rec, grb)
+    _recurrent_grad(gx, np.int64(0), b0, rows, w_rec, 0, n, grb, 0, 0)
     for r in range(rows):
         b = b0 + r
         _store_state(gv, b, 0, gvb[r], n)
