@@ -979,6 +979,7 @@ def _weight_grad_chunk(c, gx, h, bits, v_th, z0, sg_code, alpha, smooth, partial
     per_chunk = (n_rows + chunks - 1) // chunks
     z_row = np.empty(n, gx.dtype)
     fired = np.empty(n, np.int64)
+    _zero_partial(partials, c)
     for row in range(c * per_chunk, min((c + 1) * per_chunk, n_rows)):
         t = row // batch
         b = row % batch
@@ -1008,6 +1009,15 @@ def _weight_grad_chunk(c, gx, h, bits, v_th, z0, sg_code, alpha, smooth, partial
             a0 = z_row[j0]
             for k in range(n):
                 partials[c, j0, k] += a0 * gx[t, b, k]
+
+
+@njit
+def _zero_partial(partials, c):
+    """Zero ``partials[c]``: each work item zeroes its own partial (in parallel, and on
+    the thread that then fills it) rather than the caller zeroing all of them."""
+    for j in range(partials.shape[1]):
+        for k in range(partials.shape[2]):
+            partials[c, j, k] = 0.0
 
 
 def _sum_partials(partials, out):
@@ -1136,7 +1146,7 @@ def recurrent_weight_grad(gx, h, bits, v_th, z0, sg_code, alpha, smooth, grad_w_
     n_steps, batch, n = gx.shape
     chunks = max(1, min(WEIGHT_GRAD_CHUNKS, n_steps * batch))
     if chunks * n * n * grad_w_t.itemsize <= WEIGHT_GRAD_PARTIALS_BUDGET:
-        partials = scratch.zeros("recurrent_weight_grad", (chunks, n, n), grad_w_t.dtype)
+        partials = scratch.empty("recurrent_weight_grad", (chunks, n, n), grad_w_t.dtype)
         _weight_grad_partials(gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials)
         sum_partials(partials, grad_w_t)
     else:

@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import scratch
-from .cpu import sum_partials
+from .cpu import _zero_partial, sum_partials
 from .intrinsics import WORD as _WORD
 from .intrinsics import popcount as _popcount
 from .intrinsics import trailing_zeros as _trailing_zeros
@@ -386,7 +386,7 @@ def events_weight_grad(events: SpikeEvents, grad_y, grad_w_t):
         raise ValueError(f"grad_w_t must have shape {(n_in, n_out)}, got {grad_w_t.shape}")
     chunks = min(ROW_CHUNKS, max(1, m_rows))
     if chunks * n_in * n_out * grad_w_t.itemsize <= PARTIALS_BUDGET:
-        partials = scratch.zeros("events_weight_grad", (chunks, n_in, n_out), grad_w_t.dtype)
+        partials = scratch.empty("events_weight_grad", (chunks, n_in, n_out), grad_w_t.dtype)
         _weight_grad_partials(events.row_ptr, events.cols, events.values, grad_y, partials)
         sum_partials(partials, grad_w_t)
     else:
@@ -404,6 +404,7 @@ def _weight_grad_partials(row_ptr, cols, values, grad_y, partials):
     chunks = partials.shape[0]
     per_chunk = (m_rows + chunks - 1) // chunks
     for c in prange(chunks):
+        _zero_partial(partials, c)
         for m in range(c * per_chunk, min((c + 1) * per_chunk, m_rows)):
             for e in range(row_ptr[m], row_ptr[m + 1]):
                 j = cols[e]

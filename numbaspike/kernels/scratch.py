@@ -13,8 +13,9 @@ one again when it is asked for again. A network's layers have a few fixed shapes
 training loop every call after the first reuses an array. Arrays over :data:`MAX_BYTES`
 are not kept (they are made fresh every time, as before), so what is kept is at most
 ``KEEP * MAX_BYTES`` per thread, and a few MB for layers of a few hundred neurons;
-:func:`release` drops it. :func:`empty` is the same for outputs that are overwritten
-whole (not zeroed again), such as the weight-gradient product of :class:`~numbaspike.layers.Linear`.
+:func:`release` drops it. :func:`empty` is the same without the zeroing, for arrays the
+kernel overwrites: the weight-gradient partials (each work item zeroes its own, in
+parallel) and the dense weight-gradient product of :class:`~numbaspike.layers.Linear`.
 """
 
 from __future__ import annotations
