@@ -18,7 +18,10 @@ is sparse (spikes), the event-driven kernels of :mod:`numbaspike.kernels.project
 are used instead, chosen per call by the measured density: the non-zero entries of the input
 are listed once (:func:`~numbaspike.kernels.projection.spike_events`), the forward product
 sums the rows of ``W.T`` of the inputs that fired, and the tape keeps the event list (not
-the dense input) for the weight gradient.
+the dense input) for the weight gradient. Dense products whose inner dimension is at most
+:data:`~numbaspike.kernels.projection.NARROW_K` (a readout's input gradient, a narrow
+input) are a Numba kernel too, so that a spiking network's training step need not call
+BLAS (see :func:`~numbaspike.kernels.projection.narrow_matmul`).
 """
 
 from __future__ import annotations

@@ -43,18 +43,11 @@ from numba import get_num_threads, njit, prange
 from . import math as _m
 from . import scratch
 from .intrinsics import (
-    VECTOR_BYTES,
+    matmul_1_row,
+    matmul_4_rows,
+    matmul_8_rows,
     prefetch_read,
     prefetch_write,
-    tile_1x0,
-    tile_1x1,
-    tile_1x2,
-    tile_4x0,
-    tile_4x1,
-    tile_4x2,
-    tile_8x0,
-    tile_8x1,
-    tile_8x2,
 )
 
 # Scalar device functions, compiled from the single source in kernels/math.py.
@@ -698,48 +691,20 @@ def _lif_recurrent_forward_row(
 @njit
 def _rows_times_matrix(a, t, b0, rows, w, w_col, m, out, o_row, o_col):
     """``out[o_row + r, o_col : o_col + m] = a[t, b0 + r] @ w[:, w_col : w_col + m]`` for
-    ``r < rows``, in register tiles (:func:`~numbaspike.kernels.intrinsics.matmul_tile`):
-    groups of 8, 4 or 1 rows by 2 vectors, 1 vector or 1 column. Every entry is one chain
-    of fused multiply-adds over the rows of ``w`` in order, so the batch-parallel and the
-    stepwise kernels, which tile the product differently, agree bit for bit."""
-    lanes = VECTOR_BYTES // a.itemsize
+    ``r < rows``, in register tiles of 8, 4 or 1 rows
+    (:func:`~numbaspike.kernels.intrinsics.matmul_rows`). Every entry is one chain of fused
+    multiply-adds over the rows of ``w`` in order, so the batch-parallel and the stepwise
+    kernels, which tile the product differently, agree bit for bit."""
     r = 0
     while r < rows:
-        left = rows - r
-        b, o = b0 + r, o_row + r
-        k = 0
-        if left >= 8:
-            while k + 2 * lanes <= m:
-                tile_8x2(out, o, o_col + k, a, t, b, w, w_col + k)
-                k += 2 * lanes
-            while k + lanes <= m:
-                tile_8x1(out, o, o_col + k, a, t, b, w, w_col + k)
-                k += lanes
-            while k < m:
-                tile_8x0(out, o, o_col + k, a, t, b, w, w_col + k)
-                k += 1
+        if rows - r >= 8:
+            matmul_8_rows(out, o_row + r, o_col, a, t, b0 + r, w, w_col, m)
             r += 8
-        elif left >= 4:
-            while k + 2 * lanes <= m:
-                tile_4x2(out, o, o_col + k, a, t, b, w, w_col + k)
-                k += 2 * lanes
-            while k + lanes <= m:
-                tile_4x1(out, o, o_col + k, a, t, b, w, w_col + k)
-                k += lanes
-            while k < m:
-                tile_4x0(out, o, o_col + k, a, t, b, w, w_col + k)
-                k += 1
+        elif rows - r >= 4:
+            matmul_4_rows(out, o_row + r, o_col, a, t, b0 + r, w, w_col, m)
             r += 4
         else:
-            while k + 2 * lanes <= m:
-                tile_1x2(out, o, o_col + k, a, t, b, w, w_col + k)
-                k += 2 * lanes
-            while k + lanes <= m:
-                tile_1x1(out, o, o_col + k, a, t, b, w, w_col + k)
-                k += lanes
-            while k < m:
-                tile_1x0(out, o, o_col + k, a, t, b, w, w_col + k)
-                k += 1
+            matmul_1_row(out, o_row + r, o_col, a, t, b0 + r, w, w_col, m)
             r += 1
 
 

@@ -1,7 +1,7 @@
 """LLVM intrinsics for the CPU kernels, exposed to Numba: bit operations on 64-bit words for
 the event-list kernels (single instructions where the CPU has them: POPCNT, TZCNT), a
 software prefetch for kernels that walk (T, B, N) arrays step by step, and the register
-tiles of the recurrent backward product (:func:`matmul_tile`)."""
+tiles of the recurrent backward product (:func:`matmul_rows`)."""
 
 from __future__ import annotations
 
@@ -81,37 +81,37 @@ prefetch_read = _prefetch_intrinsic(0)
 prefetch_write = _prefetch_intrinsic(1)
 
 
-#: Bytes per vector of :func:`matmul_tile` (a 512-bit register; LLVM splits it into two
+#: Bytes per vector of :func:`matmul_rows` (a 512-bit register; LLVM splits it into two
 #: 256-bit or four 128-bit operations on CPUs without AVX-512).
 VECTOR_BYTES = 64
 
 
-def matmul_tile(rows: int, vectors: int):
-    """An intrinsic ``f(out, o_row, o_col, a, t, b, w, w_col)`` for a register tile of a
-    product of rows of ``a`` (T, B, K) with ``w`` (K, N)::
+def matmul_rows(rows: int):
+    """An intrinsic ``f(out, o_row, o_col, a, t, b, w, w_col, m)``: ``rows`` rows of a
+    product of ``a`` (T, B, K) with ``w`` (K, N), in register tiles::
 
         out[o_row + q, o_col + c] = sum_j a[t, b + q, j] * w[j, w_col + c]
 
-    for ``q < rows`` and ``c < vectors * L``, ``L`` the elements of :data:`VECTOR_BYTES`
-    (16 float32 or 8 float64); ``vectors=0`` computes a single column. The ``rows *
-    max(vectors, 1)`` accumulators stay in registers for the whole loop over ``j``: each
-    step loads ``vectors`` vectors of ``w`` and ``rows`` scalars of ``a`` for ``rows *
-    vectors`` fused multiply-adds, and ``out`` is written once at the end.
+    for ``q < rows`` and ``c < m``. The columns go in tiles of two vectors, then one
+    vector, then single columns, a vector being :data:`VECTOR_BYTES` (16 float32 or 8
+    float64). The ``rows`` x (vectors of a tile) accumulators stay in registers for the
+    whole loop over ``j``: each step of it loads the tile's vectors of ``w`` and ``rows``
+    scalars of ``a`` for ``rows`` x (vectors) fused multiply-adds, and ``out`` is written
+    once per tile.
 
     Every entry is one chain of fused multiply-adds over ``j = 0 .. K - 1`` in order,
-    starting from 0, whatever the tile: a product split into tiles differently (by rows,
-    columns, or a scalar tail) gives the same bits.
+    starting from 0, whatever the tile: a product split differently (by rows, columns or
+    single columns) gives the same bits.
 
     Numba's own vectorisation of this loop is limited to 256-bit vectors on CPUs that
     prefer them (LLVM's default for Intel's AVX-512 server parts), and keeps a block of
     ``out`` in memory rather than in registers; on the SHD-sized recurrent backward
-    product, (64, 256) @ (256, 256) for 100 steps, this tile ran 2x faster (float32 5.7 ms
-    to 2.8-3.1 ms; float64 12.1 to 6.2-6.6 ms) and as fast as OpenBLAS on the same
+    product, (64, 256) @ (256, 256) for 100 steps, these tiles ran 2x faster (float32
+    5.7 ms to 2.8-3.1 ms; float64 12.1 to 6.2-6.6 ms) and as fast as OpenBLAS on the same
     product as one matrix.
     """
-    n_vec = max(vectors, 1)
 
-    def typer(typingctx, out, o_row, o_col, a, t, b, w, w_col):
+    def typer(typingctx, out, o_row, o_col, a, t, b, w, w_col, m):
         arrays_ok = (
             isinstance(out, types.Array)
             and isinstance(a, types.Array)
@@ -121,28 +121,34 @@ def matmul_tile(rows: int, vectors: int):
             and out.dtype in (types.float32, types.float64)
         )
         if not arrays_ok or not all(
-            isinstance(i, types.Integer) for i in (o_row, o_col, t, b, w_col)
+            isinstance(i, types.Integer) for i in (o_row, o_col, t, b, w_col, m)
         ):
             return None
         dtype = out.dtype
 
         def codegen(context, builder, sig, args):
             i64 = ir.IntType(64)
-            o_row_, o_col_, t_, b_, w_col_ = (
-                context.cast(builder, args[k], sig.args[k], types.intp) for k in (1, 2, 4, 5, 7)
+            o_row_, o_col_, t_, b_, w_col_, m_ = (
+                context.cast(builder, args[k], sig.args[k], types.intp) for k in (1, 2, 4, 5, 7, 8)
             )
             elt = context.get_value_type(dtype)
             itemsize = context.get_abi_sizeof(elt)
-            lanes = VECTOR_BYTES // itemsize if vectors else 1
-            vty = ir.VectorType(elt, lanes) if vectors else elt
+            lanes = VECTOR_BYTES // itemsize
+            vty = ir.VectorType(elt, lanes)
             align = context.get_abi_alignment(elt)
-            suffix = f"v{lanes}f{itemsize * 8}" if vectors else f"f{itemsize * 8}"
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.{suffix}"
-            )
+
+            def fma_of(ty, suffix):
+                fnty = ir.FunctionType(ty, [ty] * 3)
+                return cgutils.get_or_insert_function(builder.module, fnty, f"llvm.fma.{suffix}")
+
+            bits = itemsize * 8
+            vector_fma, scalar_fma = fma_of(vty, f"v{lanes}f{bits}"), fma_of(elt, f"f{bits}")
             o_ary = context.make_array(sig.args[0])(context, builder, args[0])
             a_ary = context.make_array(sig.args[3])(context, builder, args[3])
             w_ary = context.make_array(sig.args[6])(context, builder, args[6])
+
+            def const(v):
+                return ir.Constant(i64, v)
 
             def address(ary, aryty, index):
                 ptr = cgutils.get_item_pointer2(
@@ -155,58 +161,77 @@ def matmul_tile(rows: int, vectors: int):
             def at(addr, offset, ty):
                 return builder.inttoptr(builder.add(addr, offset), ty.as_pointer())
 
-            def const(v):
-                return ir.Constant(i64, v)
-
             n_j = cgutils.unpack_tuple(builder, w_ary.shape)[0]
             w_row_stride = cgutils.unpack_tuple(builder, w_ary.strides)[0]
             a_j_stride = cgutils.unpack_tuple(builder, a_ary.strides)[2]
-            w_first = address(w_ary, sig.args[6], [const(0), w_col_])
             a_first = [
                 address(a_ary, sig.args[3], [t_, builder.add(b_, const(q)), const(0)])
                 for q in range(rows)
             ]
-            accs = [
-                [cgutils.alloca_once_value(builder, ir.Constant(vty, None)) for _ in range(n_vec)]
-                for _ in range(rows)
-            ]
             broadcast = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-            with cgutils.for_range(builder, n_j) as loop:
-                j = loop.index
-                w_row = builder.add(w_first, builder.mul(j, w_row_stride))
-                w_vecs = [
-                    builder.load(at(w_row, const(c * lanes * itemsize), vty), align=align)
-                    for c in range(n_vec)
+
+            def tile(col, n_vec, ty, fma):
+                """Columns ``col .. col + n_vec * width(ty)`` of the ``rows`` rows."""
+                width = lanes * itemsize if ty is vty else itemsize
+                w_first = address(w_ary, sig.args[6], [const(0), builder.add(w_col_, col)])
+                accs = [
+                    [
+                        cgutils.alloca_once_value(builder, ir.Constant(ty, None))
+                        for _ in range(n_vec)
+                    ]
+                    for _ in range(rows)
                 ]
+                with cgutils.for_range(builder, n_j) as loop:
+                    j = loop.index
+                    w_row = builder.add(w_first, builder.mul(j, w_row_stride))
+                    w_vecs = [
+                        builder.load(at(w_row, const(c * width), ty), align=align)
+                        for c in range(n_vec)
+                    ]
+                    for q in range(rows):
+                        offset = builder.mul(j, a_j_stride)
+                        coef = builder.load(at(a_first[q], offset, elt), align=align)
+                        if ty is vty:
+                            coef = builder.insert_element(
+                                ir.Constant(vty, ir.Undefined),
+                                coef,
+                                ir.Constant(ir.IntType(32), 0),
+                            )
+                            coef = builder.shuffle_vector(
+                                coef, ir.Constant(vty, ir.Undefined), broadcast
+                            )
+                        for c in range(n_vec):
+                            acc = accs[q][c]
+                            builder.store(
+                                builder.call(fma, [coef, w_vecs[c], builder.load(acc)]), acc
+                            )
                 for q in range(rows):
-                    coef = builder.load(
-                        at(a_first[q], builder.mul(j, a_j_stride), elt), align=align
-                    )
-                    if vectors:
-                        coef = builder.insert_element(
-                            ir.Constant(vty, ir.Undefined), coef, ir.Constant(ir.IntType(32), 0)
-                        )
-                        coef = builder.shuffle_vector(
-                            coef, ir.Constant(vty, ir.Undefined), broadcast
-                        )
+                    index = [builder.add(o_row_, const(q)), builder.add(o_col_, col)]
+                    o_first = address(o_ary, sig.args[0], index)
                     for c in range(n_vec):
-                        acc = accs[q][c]
-                        builder.store(builder.call(fma, [coef, w_vecs[c], builder.load(acc)]), acc)
-            for q in range(rows):
-                o_first = address(o_ary, sig.args[0], [builder.add(o_row_, const(q)), o_col_])
-                for c in range(n_vec):
-                    dst = at(o_first, const(c * lanes * itemsize), vty)
-                    builder.store(builder.load(accs[q][c]), dst, align=align)
+                        builder.store(
+                            builder.load(accs[q][c]),
+                            at(o_first, const(c * width), ty),
+                            align=align,
+                        )
+
+            # columns: tiles of two vectors, then one vector, then single columns
+            done = const(0)
+            for n_vec, ty, fma, step in (
+                (2, vty, vector_fma, 2 * lanes),
+                (1, vty, vector_fma, lanes),
+                (1, elt, scalar_fma, 1),
+            ):
+                count = builder.sdiv(builder.sub(m_, done), const(step))
+                with cgutils.for_range(builder, count) as loop:
+                    tile(builder.add(done, builder.mul(loop.index, const(step))), n_vec, ty, fma)
+                done = builder.add(done, builder.mul(count, const(step)))
             return context.get_dummy_value()
 
-        return types.none(out, o_row, o_col, a, t, b, w, w_col), codegen
+        return types.none(out, o_row, o_col, a, t, b, w, w_col, m), codegen
 
     return intrinsic(typer)
 
 
-#: Tiles of :func:`matmul_tile` used by :func:`~numbaspike.kernels.cpu._rows_times_matrix`:
-#: 8 rows (a group of the batch-parallel kernel), 4 rows or 1 row, by 2 vectors, 1 vector or
-#: 1 column.
-tile_8x2, tile_8x1, tile_8x0 = matmul_tile(8, 2), matmul_tile(8, 1), matmul_tile(8, 0)
-tile_4x2, tile_4x1, tile_4x0 = matmul_tile(4, 2), matmul_tile(4, 1), matmul_tile(4, 0)
-tile_1x2, tile_1x1, tile_1x0 = matmul_tile(1, 2), matmul_tile(1, 1), matmul_tile(1, 0)
+#: :func:`matmul_rows` for 8 rows (a group of the batch-parallel kernel), 4 rows and 1 row.
+matmul_8_rows, matmul_4_rows, matmul_1_row = matmul_rows(8), matmul_rows(4), matmul_rows(1)

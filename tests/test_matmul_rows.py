@@ -1,4 +1,4 @@
-"""The register tiles of the recurrent backward product (kernels.intrinsics.matmul_tile)
+"""The register tiles of the recurrent backward product (kernels.intrinsics.matmul_rows)
 against NumPy, and the property both recurrent kernels rely on: however the product is
 split into tiles, every entry has the same bits."""
 
