@@ -70,7 +70,8 @@ def test_linear_dense_path_on_both_sides_of_the_narrow_product(n_in, n_out, dtyp
     np.testing.assert_allclose(gx, g.astype(np.float64) @ w, rtol=tol, atol=tol)
 
 
-def test_sparse_path_choice_follows_density_and_width():
+def test_sparse_path_choice_follows_density_and_width(monkeypatch):
+    monkeypatch.setattr(projection, "blas_threads_spin", lambda: False)
     assert projection.use_sparse_path(0.02, 256)  # SHD-like input into a wide layer
     assert not projection.use_sparse_path(0.5, 256)  # dense input
     assert not projection.use_sparse_path(0.3, 1024)
@@ -83,6 +84,25 @@ def test_sparse_path_choice_follows_density_and_width():
     assert not projection.use_sparse_path(0.02, 8)  # too narrow to pay for the scan
     x = (np.random.default_rng(0).random((300, 700)) < 0.03).astype(np.float32)
     assert abs(projection.density(x) - 0.03) < 0.005
+
+
+def test_narrow_layers_keep_the_event_path_while_blas_threads_spin(monkeypatch):
+    for spin in (True, False):
+        monkeypatch.setattr(projection, "blas_threads_spin", lambda spin=spin: spin)
+        # a readout of hidden spikes at 8% (the SHD network as it trains)
+        assert projection.use_sparse_path(0.08, 20) == spin
+        assert projection.use_sparse_path(0.2, projection.NARROW_K) == spin
+        assert projection.use_sparse_path(0.02, 8) == spin
+        assert not projection.use_sparse_path(0.3, 20)  # above NARROW_SPARSE_MAX
+        assert not projection.use_sparse_path(0.2, projection.NARROW_K + 1)  # not narrow
+        assert projection.use_sparse_path(0.02, 256)  # wide: the cost model decides
+
+
+def test_blas_threads_spin_follows_the_environment(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "16")
+    assert not projection.blas_threads_spin()
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT")
+    assert projection.blas_threads_spin()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

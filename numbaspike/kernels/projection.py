@@ -18,6 +18,7 @@ every result is the same bit for bit whatever the number of threads.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -482,6 +483,31 @@ def density(x) -> float:
     return float(np.count_nonzero(sample)) / max(1, sample.size)
 
 
+#: Highest input density at which a narrow layer (``n_out`` at most :data:`NARROW_K`) keeps
+#: the event-driven path while OpenBLAS's threads spin after each call
+#: (:func:`blas_threads_spin`). Measured alone, for ``n_out`` = 20 and an input of 6400 rows,
+#: the dense pair (BLAS) overtakes the event path at densities of 0.06-0.13 and is 0.5-0.9 ms
+#: faster at 0.2. Inside a training step its one BLAS call cost far more: OpenBLAS's idle
+#: threads spin ~0.1 s after it and took the cores from the Numba kernels that followed
+#: (the SHD step, whose readout's hidden spikes go from 5.5% to 8.4% as it trains, took
+#: 47 ms instead of 36-42 ms when the readout took the dense path).
+NARROW_SPARSE_MAX = 0.25
+
+
+def blas_threads_spin() -> bool:
+    """Whether OpenBLAS's idle threads spin for their default ~0.1 s after a BLAS call:
+    ``OPENBLAS_THREAD_TIMEOUT`` is not set (``import numbaspike`` sets it when it comes
+    before NumPy; see :mod:`numbaspike.threads`)."""
+    return "OPENBLAS_THREAD_TIMEOUT" not in os.environ
+
+
 def use_sparse_path(x_density: float, n_out: int) -> bool:
-    """Whether the event-driven projection beats the dense product for this density and width."""
+    """Whether the event-driven projection beats the dense product for this density and width.
+
+    The cost model above decides, except for narrow layers (``n_out`` at most
+    :data:`NARROW_K`) while OpenBLAS's threads spin (:func:`blas_threads_spin`): they keep
+    the event path, which calls no BLAS, up to a density of :data:`NARROW_SPARSE_MAX`.
+    """
+    if n_out <= NARROW_K and x_density <= NARROW_SPARSE_MAX and blas_threads_spin():
+        return True
     return SCAN_COST + EVENT_COST * x_density * n_out < DENSE_COST * n_out
