@@ -636,8 +636,8 @@ def _lif_recurrent_forward_stepwise(
             _recurrent_forward_block(
                 t, b, n0, m, x, w_rec_t, a_m[n0:n1], decay_s[n0:n1], v_leak[n0:n1], v_th[n0:n1],
                 v_reset, reset_code, sg_code, alpha, smooth, v[b, n0:n1], i[b, n0:n1], z_cur,
-                z_next, bufs, fired, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1,
-                store_trace,
+                z_next, bufs, fired, z_out, h_out, i1_out, v_out, i_out, store_z, store_h,
+                store_i1, store_trace,
             )  # fmt: skip
         z_cur, z_next = z_next, z_cur
     _copy_2d(z_cur, z_state)
@@ -655,8 +655,8 @@ def _lif_recurrent_forward_batchwise(
     for b in prange(x.shape[1]):
         _lif_recurrent_forward_row(
             np.int64(b), x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code,
-            alpha, smooth, v, i, z_cur, z_next, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1,
-            store_trace,
+            alpha, smooth, v, i, z_cur, z_next, z_out, h_out, i1_out, v_out, i_out, store_z,
+            store_h, store_i1, store_trace,
         )  # fmt: skip
     _copy_2d(z_cur, z_state)
 
