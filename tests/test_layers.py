@@ -99,8 +99,12 @@ def test_narrow_layers_keep_the_event_path_while_blas_threads_spin(monkeypatch):
 
 
 def test_blas_threads_spin_follows_the_environment(monkeypatch):
-    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "16")
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "16")  # what import numbaspike sets
     assert not projection.blas_threads_spin()
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "28")  # OpenBLAS's default, set explicitly
+    assert projection.blas_threads_spin()
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "soon")
+    assert projection.blas_threads_spin()
     monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT")
     assert projection.blas_threads_spin()
 

@@ -494,11 +494,22 @@ def density(x) -> float:
 NARROW_SPARSE_MAX = 0.25
 
 
+#: ``OPENBLAS_THREAD_TIMEOUT`` values (2^value cycles of spinning) from which the spinning
+#: counts as long: 2^20 cycles is ~0.4 ms at 2.5 GHz; OpenBLAS's default is 28 (~0.1 s),
+#: ``import numbaspike`` sets 16 (see :mod:`numbaspike.threads`).
+LONG_SPIN_TIMEOUT = 20
+
+
 def blas_threads_spin() -> bool:
-    """Whether OpenBLAS's idle threads spin for their default ~0.1 s after a BLAS call:
-    ``OPENBLAS_THREAD_TIMEOUT`` is not set (``import numbaspike`` sets it when it comes
-    before NumPy; see :mod:`numbaspike.threads`)."""
-    return "OPENBLAS_THREAD_TIMEOUT" not in os.environ
+    """Whether OpenBLAS's idle threads spin long after a BLAS call: ``OPENBLAS_THREAD_TIMEOUT``
+    is not set (the default, 2^28 cycles) or is at least :data:`LONG_SPIN_TIMEOUT`."""
+    value = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
+    if value is None:
+        return True
+    try:
+        return int(value) >= LONG_SPIN_TIMEOUT
+    except ValueError:
+        return True  # OpenBLAS ignores a value it cannot read
 
 
 def use_sparse_path(x_density: float, n_out: int) -> bool:
