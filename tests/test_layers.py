@@ -86,6 +86,18 @@ def test_sparse_path_choice_follows_density_and_width(monkeypatch):
     assert abs(projection.density(x) - 0.03) < 0.005
 
 
+def test_density_estimate_covers_the_whole_input():
+    x = np.zeros((1000, 700), np.float32)
+    x[500:] = 1  # silent first half: the sampled runs must span all of it
+    assert abs(projection.density(x) - 0.5) < 0.02
+    x[:] = 0
+    x[:, 350:] = 1
+    assert abs(projection.density(x) - 0.5) < 0.02
+    assert projection.density(np.ones((3, 5))) == 1.0  # small: every entry
+    assert projection.density(np.zeros((0, 4))) == 0.0
+    assert projection.density(np.ones((300, 700))[:, ::2]) == 1.0  # strided input
+
+
 def test_narrow_layers_keep_the_event_path_while_blas_threads_spin(monkeypatch):
     for spin in (True, False):
         monkeypatch.setattr(projection, "blas_threads_spin", lambda spin=spin: spin)

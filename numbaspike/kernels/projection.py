@@ -475,12 +475,23 @@ EVENT_COST = 1.4e-10
 DENSE_COST = 2.5e-11
 
 
+#: :func:`density` reads this many runs of :data:`DENSITY_RUN` consecutive entries.
+DENSITY_RUNS = 64
+DENSITY_RUN = 1024
+
+
 def density(x) -> float:
-    """Fraction of non-zero entries of ``x``, estimated from at most ~65 000 evenly spaced ones."""
+    """Fraction of non-zero entries of ``x``, estimated from :data:`DENSITY_RUNS` evenly
+    spaced runs of :data:`DENSITY_RUN` consecutive entries (all of them when there are
+    fewer). Runs of consecutive entries are read a cache line at a time; the single
+    entries of the evenly strided sample this replaced each cost a cache miss (0.56 ms
+    per call on the SHD input, against a few µs)."""
     flat = x.reshape(-1)
-    step = max(1, flat.size // 65536)
-    sample = flat[::step]
-    return float(np.count_nonzero(sample)) / max(1, sample.size)
+    if flat.size <= DENSITY_RUNS * DENSITY_RUN:
+        return float(np.count_nonzero(flat)) / max(1, flat.size)
+    spacing = flat.size // DENSITY_RUNS
+    runs = flat[: DENSITY_RUNS * spacing].reshape(DENSITY_RUNS, spacing)[:, :DENSITY_RUN]
+    return float(np.count_nonzero(runs)) / runs.size
 
 
 #: Highest input density at which a narrow layer (``n_out`` at most :data:`NARROW_K`) keeps
