@@ -109,31 +109,18 @@ def _chunk(c, nblk, n):
 
 @njit
 def _spike_block(hb, th, m, sg_code, alpha, smooth, zb):
-    """``zb = H(h - v_th)``, or ``F(h - v_th)`` in smooth mode."""
-    if not smooth:
+    """``zb = H(h - v_th)``, or ``F(h - v_th)`` in smooth mode.
+
+    Smooth mode (gradient checks, smooth-model studies) takes one loop with the surrogate
+    chosen at run time, not one loop per surrogate as the surrogate derivative does in
+    :func:`_surrogate_grad_block`: seven specialised loops cost about a second of every
+    cold compile, for a mode that is rarely the bottleneck of a training run."""
+    if smooth:
         for k in range(m):
-            zb[k] = 1.0 if hb[k] > th[k] else 0.0
-    elif sg_code == 0:
-        for k in range(m):
-            zb[k] = surrogate_smooth(0, hb[k] - th[k], alpha)
-    elif sg_code == 1:
-        for k in range(m):
-            zb[k] = surrogate_smooth(1, hb[k] - th[k], alpha)
-    elif sg_code == 2:
-        for k in range(m):
-            zb[k] = surrogate_smooth(2, hb[k] - th[k], alpha)
-    elif sg_code == 3:
-        for k in range(m):
-            zb[k] = surrogate_smooth(3, hb[k] - th[k], alpha)
-    elif sg_code == 4:
-        for k in range(m):
-            zb[k] = surrogate_smooth(4, hb[k] - th[k], alpha)
-    elif sg_code == 5:
-        for k in range(m):
-            zb[k] = surrogate_smooth(5, hb[k] - th[k], alpha)
+            zb[k] = surrogate_smooth(sg_code, hb[k] - th[k], alpha)
     else:
         for k in range(m):
-            zb[k] = surrogate_smooth(6, hb[k] - th[k], alpha)
+            zb[k] = 1.0 if hb[k] > th[k] else 0.0
 
 
 @njit
