@@ -55,6 +55,7 @@ from .validation import (
     check_all_finite,
     check_positive_int,
     neuron_array,
+    sum_is_finite,
 )
 
 __all__ = [
@@ -325,7 +326,7 @@ def lif_forward(
             run(t0, t1, h_chunk[: t1 - t0])
             builder.add(t0, h_chunk[: t1 - t0])
         compact = builder.finish()
-    _check_propagated("x", x, i, v, overwritten=np.may_share_memory(z, x))
+    _check_propagated("x", x, i, v, overwritten=_in_place(z, x))
     if w_rec is None:
         z_state = z[-1].copy()
     tape = LIFTape(
@@ -395,6 +396,13 @@ def _check_out(out, source: np.ndarray, name: str, shape, dtype, tape_arrays=())
     return out
 
 
+def _in_place(result: np.ndarray, source: np.ndarray) -> bool:
+    """Whether a pass wrote its result over its input: after :func:`_check_out`, a result
+    that shares memory with the input is the input itself (given as ``out``, possibly as
+    another view of the same memory)."""
+    return np.may_share_memory(result, source)
+
+
 def _check_propagated(
     name: str, source: np.ndarray, *carried: np.ndarray, overwritten: bool = False
 ) -> None:
@@ -405,7 +413,7 @@ def _check_propagated(
     (or the initial-state gradients) ``carried`` non-finite. So a scan of these (B, N) arrays
     replaces a pass over the whole input; only when it fails is ``source`` scanned to name
     the first bad entry (or, if it is finite, the overflow is reported)."""
-    if all(np.isfinite(np.add.reduce(c, axis=None)) for c in carried if c.size):
+    if all(sum_is_finite(c) for c in carried):
         return
     if overwritten:
         raise ValueError(
@@ -540,7 +548,7 @@ def lif_backward(
             grad_w_rec_t,
         )  # fmt: skip
         grad_w_rec = np.ascontiguousarray(grad_w_rec_t.T)
-    _check_propagated("grad_z", grad_z, gv, gi, overwritten=gx is grad_z)
+    _check_propagated("grad_z", grad_z, gv, gi, overwritten=_in_place(gx, grad_z))
     grads = LIFGradients(gx, grad_w_rec, gv, gi, grad_z0, None, None, None, None)
     if param_grads:
         if not tape.state_given:
@@ -570,7 +578,7 @@ def _lif_backward_compact(grad_z, tape: LIFTape, grad_final_state, out) -> LIFGr
         grad_z, ct.bits, ct.row_ptr, ct.cols, ct.h, w_rec_t, c.a_m, c.decay_s, c.v_th, c.v_reset,
         p.reset_code, p.surrogate_code, dtype.type(p.alpha), bool(p.detach_reset), gx, gv, gi, gz_rec,
     )  # fmt: skip
-    _check_propagated("grad_z", grad_z, gv, gi, overwritten=gx is grad_z)
+    _check_propagated("grad_z", grad_z, gv, gi, overwritten=_in_place(gx, grad_z))
     grad_w_rec = grad_z0 = None
     if recurrent:
         grad_w_rec_t = np.zeros((n, n), dtype)
@@ -674,7 +682,7 @@ def li_forward(
     cpu.li_forward(
         x, coeffs.a_m, coeffs.decay_s, coeffs.v_leak, v, i, out, i1, none, True, param_grads, False
     )
-    _check_propagated("x", x, i, v, overwritten=np.may_share_memory(out, x))
+    _check_propagated("x", x, i, v, overwritten=_in_place(out, x))
     tape = LITape(p, dt, coeffs, out, i1 if param_grads else None, v0, given, LIState(v, i))
     out.flags.writeable = False  # the tape refers to it: an in-place change would corrupt grads
     return out, tape
@@ -713,7 +721,7 @@ def li_backward(
         grad_v, v_out, i1, tape.v0, c.a_m, c.decay_s, c.v_leak, param_grads,
         gx, gv, gi, g_am, g_decay, g_vleak,
     )  # fmt: skip
-    _check_propagated("grad_v", grad_v, gv, gi, overwritten=gx is grad_v)
+    _check_propagated("grad_v", grad_v, gv, gi, overwritten=_in_place(gx, grad_v))
     grads = LIGradients(gx, gv, gi, None, None, None)
     if param_grads:
         if not tape.state_given:

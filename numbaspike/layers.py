@@ -36,7 +36,7 @@ from . import functional as F
 from .compact_tape import check_sparse_tol
 from .kernels import projection, scratch
 from .params import LI_NEURON_FIELDS, LIF_NEURON_FIELDS, LIFParameters, LIParameters
-from .validation import as_float_array, check_all_finite, check_positive_int
+from .validation import as_float_array, check_all_finite, check_positive_int, sum_is_finite
 
 __all__ = ["Layer", "Linear", "LIF", "LIFRecurrent", "LI"]
 
@@ -208,11 +208,8 @@ class Linear(Layer):
             events = projection.spike_events(flat)
             # NaN and inf are events: their finiteness is that of the event values (None:
             # all exactly 1), not a pass over the whole input
-            if events.values is not None:
-                with np.errstate(over="ignore", invalid="ignore"):
-                    total = np.add.reduce(events.values)
-                if not np.isfinite(total):
-                    check_all_finite("x", x)
+            if events.values is not None and not sum_is_finite(events.values):
+                check_all_finite("x", x)
             y = np.empty((flat.shape[0], self.n_out), self.dtype)
             projection.events_matmul(events, np.ascontiguousarray(w.T), y)
             tape = LinearTape(None, True, x.shape, events)

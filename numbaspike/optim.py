@@ -44,10 +44,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from .kernels import adam
+from .validation import FLOAT_DTYPES, sum_is_finite
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm"]
-
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 # --------------------------------------------------------------------------------------------
@@ -88,7 +87,7 @@ def _check_params(params) -> dict[str, np.ndarray]:
             raise TypeError(
                 f"params[{name!r}] must be a numpy ndarray (updated in place), got {type(p).__name__}"
             )
-        if p.dtype not in _FLOAT_DTYPES:
+        if p.dtype not in FLOAT_DTYPES:
             raise TypeError(f"params[{name!r}] must be float32 or float64, got dtype {p.dtype}")
         if not p.flags.writeable:
             raise ValueError(f"params[{name!r}] is read-only; the optimiser updates it in place")
@@ -97,11 +96,8 @@ def _check_params(params) -> dict[str, np.ndarray]:
 
 
 def _first_nonfinite(arr: np.ndarray) -> tuple[int, ...] | None:
-    if arr.size == 0:
+    if arr.size == 0 or sum_is_finite(arr):
         return None
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.add.reduce(arr, axis=None)):
-            return None
     bad = ~np.isfinite(arr)
     if not bad.any():
         return None
@@ -605,7 +601,7 @@ def clip_grad_norm(
         raise TypeError(f"grads must be a mapping name -> ndarray, got {type(grads).__name__}")
     max_norm = _real("max_norm", max_norm)
     for name, g in grads.items():
-        if not isinstance(g, np.ndarray) or g.dtype not in _FLOAT_DTYPES:
+        if not isinstance(g, np.ndarray) or g.dtype not in FLOAT_DTYPES:
             raise TypeError(f"grads[{name!r}] must be a float32/float64 ndarray (scaled in place)")
         if not g.flags.writeable:
             raise ValueError(f"grads[{name!r}] is read-only; clip_grad_norm scales it in place")

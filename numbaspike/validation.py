@@ -59,13 +59,17 @@ def as_float_array(
     return arr
 
 
+def sum_is_finite(arr: np.ndarray) -> bool:
+    """Whether the sum of ``arr`` is finite: one fast reduction that is True for every array
+    without NaN or inf (an empty one too), and False for every array with one, or whose
+    finite entries overflow the sum (callers then look for the bad entry)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.add.reduce(arr, axis=None)))
+
+
 def check_all_finite(name: str, arr: np.ndarray) -> None:
     """Raise ``ValueError`` if ``arr`` holds NaN or inf (one fast reduction in the common case)."""
-    if arr.size == 0:
-        return
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = np.add.reduce(arr, axis=None)
-    if np.isfinite(total):
+    if arr.size == 0 or sum_is_finite(arr):
         return
     bad = ~np.isfinite(arr)
     if bad.any():

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
+from ..validation import FLOAT_DTYPES
 from . import scratch
 from .cpu import _zero_partial, sum_partials
 from .intrinsics import WORD as _WORD
@@ -40,7 +41,6 @@ __all__ = [
     "use_sparse_path",
 ]
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: Fixed number of row chunks (parallel work items) of :func:`spike_events`.
 EVENT_CHUNKS = 64
 #: Output rows per parallel work item of :func:`events_matmul`.
@@ -125,7 +125,7 @@ def spike_events(x) -> SpikeEvents:
     x = np.ascontiguousarray(x)
     if x.ndim != 2:
         raise ValueError(f"x must be 2-D (M, n_in), got shape {x.shape}")
-    if x.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+    if x.dtype not in FLOAT_DTYPES:
         raise ValueError(f"x must be float32 or float64, got {x.dtype}")
     m_rows, n_in = x.shape
     if n_in > np.iinfo(np.int32).max:
@@ -319,7 +319,7 @@ def narrow_matmul(a, b, out):
         raise ValueError(f"a (M, K) and b (K, N) do not match: {a.shape} and {b.shape}")
     if out.shape != (a.shape[0], b.shape[1]):
         raise ValueError(f"out must have shape {(a.shape[0], b.shape[1])}, got {out.shape}")
-    if not a.dtype == b.dtype == out.dtype or a.dtype not in _FLOAT_DTYPES:
+    if not a.dtype == b.dtype == out.dtype or a.dtype not in FLOAT_DTYPES:
         raise ValueError(
             f"a, b and out must share one dtype, float32 or float64; got {a.dtype}, "
             f"{b.dtype} and {out.dtype}"
