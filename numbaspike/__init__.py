@@ -6,6 +6,7 @@ import sys as _sys
 if "numpy" not in _sys.modules:  # must precede OpenBLAS's start-up; see numbaspike.threads
     _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
 
+from . import buffers  # noqa: E402
 from .functional import (  # noqa: E402
     LIFGradients,
     LIFState,
@@ -37,6 +38,7 @@ __all__ = [
     "LITape",
     "SURROGATE_NAMES",
     "Simulation",
+    "buffers",
     "get_num_threads",
     "li_backward",
     "li_forward",

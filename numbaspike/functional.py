@@ -46,6 +46,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import backend as _backend
+from . import buffers
 from . import compact_tape as _compact
 from .kernels import cpu, sparse_tape
 from .params import LIFParameters, LIParameters, check_time_step
@@ -289,7 +290,7 @@ def lif_forward(
     v0 = v.copy()
     z0 = z_state.copy()
     z = _check_out(out, x, "x", x.shape, dtype)
-    i1 = np.empty_like(x) if param_grads else np.empty((0, 0, 0), dtype)
+    i1 = buffers.empty(x.shape, dtype) if param_grads else np.empty((0, 0, 0), dtype)
     none = np.empty((0, 0, 0), dtype)
     common = (coeffs.a_m, coeffs.decay_s, coeffs.v_leak, coeffs.v_th, coeffs.v_reset)
     codes = (p.reset_code, p.surrogate_code, dtype.type(p.alpha), bool(p.smooth))
@@ -313,11 +314,11 @@ def lif_forward(
 
     h = compact = None
     if sparse_tol is None:
-        h = np.empty_like(x)
+        h = buffers.empty(x.shape, dtype)
         run(0, n_steps, h)
     else:
         steps = _compact.chunk_steps(batch, n)
-        h_chunk = np.empty((min(steps, n_steps), batch, n), dtype)
+        h_chunk = buffers.empty((min(steps, n_steps), batch, n), dtype)
         builder = _compact.CompactTapeBuilder(
             n_steps, batch, n, p.surrogate, p.alpha, sparse_tol, coeffs.v_th, h_chunk.shape
         )
@@ -375,7 +376,7 @@ def _check_out(out, source: np.ndarray, name: str, shape, dtype, tape_arrays=())
     its input before writing its result), but must not otherwise overlap it, nor overlap
     the tape of the forward pass."""
     if out is None:
-        return np.empty(shape, dtype)
+        return buffers.empty(shape, dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a NumPy array of shape {shape}, got {type(out).__name__}")
     if out.shape != shape or out.dtype != dtype:
@@ -677,7 +678,7 @@ def li_forward(
     v, i, _, given = _initial_state(state, coeffs, batch, n, dtype)
     v0 = v.copy()
     out = _check_out(out, x, "x", x.shape, dtype)
-    i1 = np.empty_like(x) if param_grads else np.empty((0, 0, 0), dtype)
+    i1 = buffers.empty(x.shape, dtype) if param_grads else np.empty((0, 0, 0), dtype)
     none = np.empty((0, 0, 0), dtype)
     cpu.li_forward(
         x, coeffs.a_m, coeffs.decay_s, coeffs.v_leak, v, i, out, i1, none, True, param_grads, False
@@ -868,10 +869,10 @@ def lif_simulate(
                 f"every chunk of x must have shape (t, {counts.shape[0]}, {counts.shape[1]}) "
                 f"and dtype {dtype}, got {xc.shape} {xc.dtype}"
             )
-        z = np.empty_like(xc)
+        z = buffers.empty(xc.shape, dtype)
         trace = "v" in record or "i" in record
-        v_out = np.empty_like(xc) if trace else none
-        i_out = np.empty_like(xc) if trace else none
+        v_out = buffers.empty(xc.shape, dtype) if trace else none
+        i_out = buffers.empty(xc.shape, dtype) if trace else none
         common = (coeffs.a_m, coeffs.decay_s, coeffs.v_leak, coeffs.v_th, coeffs.v_reset)
         codes = (p.reset_code, p.surrogate_code, dtype.type(p.alpha), bool(p.smooth))
         if w_rec is None:

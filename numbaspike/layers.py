@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from . import buffers
 from . import functional as F
 from .compact_tape import check_sparse_tol
 from .kernels import projection, scratch
@@ -82,9 +83,9 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b``: by :func:`~numbaspike.kernels.projection.narrow_matmul` (no BLAS, so no
     spinning BLAS threads around the Numba kernels) when the inner dimension is at most
     :data:`~numbaspike.kernels.projection.NARROW_K`, else by NumPy's BLAS."""
+    out = buffers.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
     if a.shape[1] > projection.NARROW_K:
-        return a @ b
-    out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
+        return np.matmul(a, b, out=out)
     return projection.narrow_matmul(a, b, out)
 
 
@@ -210,7 +211,7 @@ class Linear(Layer):
             # all exactly 1), not a pass over the whole input
             if events.values is not None and not sum_is_finite(events.values):
                 check_all_finite("x", x)
-            y = np.empty((flat.shape[0], self.n_out), self.dtype)
+            y = buffers.empty((flat.shape[0], self.n_out), self.dtype)
             projection.events_matmul(events, np.ascontiguousarray(w.T), y)
             tape = LinearTape(None, True, x.shape, events)
         else:

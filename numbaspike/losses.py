@@ -52,6 +52,7 @@ from typing import Literal
 
 import numpy as np
 
+from . import buffers
 from .validation import as_float_array
 
 __all__ = [
@@ -67,6 +68,14 @@ __all__ = [
     "SpikeCountL1",
     "SpikeCountL2",
 ]
+
+
+def _broadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``g`` broadcast to ``shape`` as a new C-contiguous array (see :mod:`.buffers`)."""
+    out = buffers.empty(shape, g.dtype)
+    out[...] = g
+    return out
+
 
 Reduction = Literal["mean", "batchmean", "sum"]
 _REDUCTIONS = ("mean", "batchmean", "sum")
@@ -323,7 +332,7 @@ class MaxOverTimeCrossEntropy(_TimeReducedCrossEntropy):
 
     def _backprop(self, out: np.ndarray, grad_logits: np.ndarray) -> np.ndarray:
         idx = np.argmax(out, axis=0)
-        grad = np.zeros_like(out)
+        grad = buffers.zeros(out.shape, out.dtype)
         np.put_along_axis(grad, idx[None], grad_logits.astype(out.dtype)[None], axis=0)
         return grad
 
@@ -345,7 +354,7 @@ class MeanOverTimeCrossEntropy(_TimeReducedCrossEntropy):
 
     def _backprop(self, out: np.ndarray, grad_logits: np.ndarray) -> np.ndarray:
         g = (grad_logits / out.shape[0]).astype(out.dtype)
-        return np.ascontiguousarray(np.broadcast_to(g, out.shape))
+        return _broadcast(g, out.shape)
 
 
 class SpikeCountCrossEntropy(_TimeReducedCrossEntropy):
@@ -366,7 +375,7 @@ class SpikeCountCrossEntropy(_TimeReducedCrossEntropy):
 
     def _backprop(self, out: np.ndarray, grad_logits: np.ndarray) -> np.ndarray:
         g = grad_logits.astype(out.dtype)
-        return np.ascontiguousarray(np.broadcast_to(g, out.shape))
+        return _broadcast(g, out.shape)
 
 
 # --------------------------------------------------------------------------------------------
@@ -441,7 +450,7 @@ class SpikeCountMSE:
         out = _check_array("output", output, 3, "(T, B, C)")
         tgt = _check_target("target", target, out.shape[1:], out.dtype, "(B, C)")
         value, g = _mse(out.sum(axis=0) - tgt, self.reduction, out.shape[1])
-        return value, np.ascontiguousarray(np.broadcast_to(g, out.shape))
+        return value, _broadcast(g, out.shape)
 
     def __repr__(self) -> str:
         return f"SpikeCountMSE(reduction={self.reduction!r})"
@@ -622,7 +631,7 @@ class FiringRateRegularizer:
                 excess = np.maximum(counts.mean(axis=1) - self.upper, 0.0)  # (B,)
                 value += self.strength_upper * float(np.sum(excess * excess)) / batch
                 g += ((2.0 * self.strength_upper / (batch * n)) * excess)[:, None]
-        grad = np.ascontiguousarray(np.broadcast_to(g.astype(s.dtype), s.shape))
+        grad = _broadcast(g.astype(s.dtype), s.shape)
         return value, grad
 
     def __repr__(self) -> str:
@@ -661,7 +670,7 @@ class SpikeCountL1:
         k = self.strength / counts.size
         value = k * float(np.sum(np.abs(counts)))
         g = (k * np.sign(counts)).astype(s.dtype)
-        return value, np.ascontiguousarray(np.broadcast_to(g, s.shape))
+        return value, _broadcast(g, s.shape)
 
     def __repr__(self) -> str:
         return f"SpikeCountL1(strength={self.strength!r})"
@@ -691,7 +700,7 @@ class SpikeCountL2:
         k = self.strength / counts.size
         value = k * float(np.sum(counts * counts))
         g = (2.0 * k * counts).astype(s.dtype)
-        return value, np.ascontiguousarray(np.broadcast_to(g, s.shape))
+        return value, _broadcast(g, s.shape)
 
     def __repr__(self) -> str:
         return f"SpikeCountL2(strength={self.strength!r})"

@@ -1,0 +1,213 @@
+"""Recycled large arrays (numbaspike.buffers): reused only once nothing refers to them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from numba import njit
+
+from numbaspike import buffers
+from numbaspike.layers import LI, LIFRecurrent, Linear
+from numbaspike.losses import MaxOverTimeCrossEntropy
+from numbaspike.network import Sequential
+from numbaspike.optim import Adam
+
+BIG = (64, 1024)  # 256 KiB of float32: recycled
+SMALL = (16, 16)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pool():
+    limit = buffers.get_limit()
+    buffers.set_limit(buffers.DEFAULT_LIMIT)
+    buffers.release()
+    yield
+    buffers.set_limit(limit)
+    buffers.release()
+
+
+def _address(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def test_dropped_array_is_recycled_for_the_same_size():
+    a = buffers.empty(BIG, np.float32)
+    address = _address(a)
+    del a
+    b = buffers.empty(BIG, np.float32)
+    assert _address(b) == address
+    # another shape and dtype of the same size reuse it too
+    del b
+    c = buffers.empty((BIG[0] * BIG[1] // 2,), np.float64)
+    assert _address(c) == address
+
+
+@pytest.mark.parametrize(
+    "keep",
+    [
+        lambda a: a,
+        lambda a: a[1:],
+        lambda a: a.T,
+        lambda a: a.reshape(-1)[::2],
+        lambda a: memoryview(a),
+        lambda a: np.lib.stride_tricks.as_strided(a, shape=(2, 2), strides=(8, 4)),
+        lambda a: njit(lambda x: x[3:])(a),
+        lambda a: [a],
+    ],
+    ids=["array", "slice", "transpose", "strided", "memoryview", "as_strided", "numba", "list"],
+)
+def test_array_still_referred_to_is_not_recycled(keep):
+    a = buffers.empty(BIG, np.float32)
+    a.fill(7.0)
+    kept = keep(a)
+    del a
+    b = buffers.empty(BIG, np.float32)
+    b.fill(-1.0)
+    values = np.asarray(kept[0] if isinstance(kept, list) else kept)
+    assert np.all(values == 7.0)
+    del kept, values
+    c = buffers.empty(BIG, np.float32)
+    assert _address(c) != _address(b)  # the first buffer, now free, is the one reused
+
+
+def test_torch_tensor_keeps_its_buffer():
+    torch = pytest.importorskip("torch")
+    a = buffers.empty(BIG, np.float32)
+    a.fill(3.0)
+    t = torch.from_numpy(a)
+    del a
+    b = buffers.empty(BIG, np.float32)
+    b.fill(0.0)
+    assert bool((t == 3.0).all())
+
+
+def test_small_arrays_and_zero_limit_are_plain_numpy():
+    a = buffers.empty(SMALL, np.float32)
+    assert a.base is None and a.shape == SMALL and a.dtype == np.float32
+    buffers.set_limit(0)
+    b = buffers.empty(BIG, np.float64)
+    assert b.base is None and b.flags.c_contiguous and b.shape == BIG
+    assert buffers.cached_bytes() == (0, 0)
+
+
+def test_shape_dtype_contiguity_and_zeros():
+    a = buffers.empty((3, BIG[0], BIG[1]), np.float64)
+    assert a.shape == (3, *BIG) and a.dtype == np.float64 and a.flags.c_contiguous
+    assert a.flags.writeable and a.flags.aligned
+    a.fill(5.0)
+    del a
+    z = buffers.zeros((3, *BIG), np.float64)
+    assert not z.any()
+    assert buffers.empty(BIG[0] * BIG[1], np.float32).shape == (BIG[0] * BIG[1],)
+
+
+def test_limit_counts_buffers_in_use_and_release_returns_unused():
+    nbytes = BIG[0] * BIG[1] * 4
+    buffers.set_limit(2 * nbytes)
+    a = buffers.empty(BIG, np.float32)
+    b = buffers.empty(BIG, np.float32)
+    c = buffers.empty(BIG, np.float32)  # over the limit: a plain array
+    assert c.base is None and a.base is not None and b.base is not None
+    assert buffers.cached_bytes() == (2 * nbytes, 0)
+    del a
+    assert buffers.cached_bytes() == (nbytes, nbytes)
+    assert buffers.release() == nbytes
+    assert buffers.cached_bytes() == (nbytes, 0)
+    del b, c
+
+
+def test_unused_buffers_of_other_sizes_make_room():
+    nbytes = BIG[0] * BIG[1] * 4
+    buffers.set_limit(2 * nbytes)
+    a = buffers.empty(BIG, np.float32)
+    b = buffers.empty(BIG, np.float32)
+    del a, b
+    d = buffers.empty((2 * BIG[0], BIG[1]), np.float32)  # needs both unused buffers' room
+    assert d.base is not None
+    assert buffers.cached_bytes() == (2 * nbytes, 0)
+
+
+def test_at_most_max_per_size_buffers_are_tracked():
+    kept = [buffers.empty(BIG, np.float32) for _ in range(buffers.MAX_PER_SIZE + 2)]
+    tracked = [a for a in kept if a.base is not None]
+    assert len(tracked) == buffers.MAX_PER_SIZE
+    assert len({_address(a) for a in kept}) == len(kept)
+
+
+def test_concurrent_requests_never_share_a_buffer():
+    errors = []
+
+    def work(value: float) -> None:
+        for _ in range(200):
+            a = buffers.empty(BIG, np.float64)
+            a.fill(value)
+            if not np.all(a == value):
+                errors.append(value)
+            del a
+
+    threads = [threading.Thread(target=work, args=(float(k),)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "1", True])
+def test_set_limit_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match="nbytes must be an integer >= 0"):
+        buffers.set_limit(bad)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [("lots", "NUMBASPIKE_BUFFER_LIMIT must be a whole number"), ("-5", "must be >= 0")],
+)
+def test_bad_environment_limit_is_named(value, message):
+    proc = subprocess.run(
+        [sys.executable, "-c", "import numbaspike.buffers"],
+        env={**__import__("os").environ, "NUMBASPIKE_BUFFER_LIMIT": value},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert message in proc.stderr
+
+
+def _train(steps: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(5)
+    x = (rng.random((40, 8, 120)) < 0.05).astype(np.float32)
+    labels = rng.integers(0, 5, 8)
+    net = Sequential(
+        Linear(120, 64, seed=1, scale=20),
+        LIFRecurrent(64, seed=2, scale=2),
+        Linear(64, 5, seed=3),
+        LI(5),
+    )
+    loss_fn = MaxOverTimeCrossEntropy()
+    opt = Adam(net.parameters(), lr=1e-2)
+    kept = []
+    for _ in range(steps):
+        net.zero_grad()
+        y, tape = net.forward(x)
+        _, g = loss_fn(y, labels)
+        net.backward(g, tape)
+        opt.step(net.gradients())
+        kept.append(tape.outputs[1].copy())  # the hidden spikes, as a user might record
+    return {**net.parameters(), "hidden": np.stack(kept)}
+
+
+def test_training_is_bit_identical_with_and_without_recycling(monkeypatch):
+    # every array of this small network is recycled: no lower bound on the size
+    monkeypatch.setattr(buffers, "MIN_BYTES", 0)
+    with_pool = _train(6)
+    assert buffers.cached_bytes()[1] > 0  # buffers were recycled
+    buffers.set_limit(0)
+    without = _train(6)
+    assert with_pool.keys() == without.keys()
+    for name in with_pool:
+        np.testing.assert_array_equal(with_pool[name], without[name], err_msg=name)
