@@ -525,6 +525,16 @@ class Adam(Optimizer):
                 t(self.eps),
                 self.amsgrad,
             )
+            if self.eps == 0:
+                # m / sqrt(v) is 0 / 0 where every gradient so far was 0: NaN in NumPy and
+                # PyTorch too, but never silently here
+                bad = _first_nonfinite(p)
+                if bad is not None:
+                    raise FloatingPointError(
+                        f"Adam with eps=0 made parameter {name!r} non-finite at index {bad} "
+                        "(its gradients so far were all 0 there, so m / sqrt(v) is 0 / 0); "
+                        "use eps > 0"
+                    )
 
 
 class AdamW(Adam):

@@ -401,3 +401,24 @@ def test_bad_state_dict():
     assert other.lr == 0.5 and other.step_count == 0 and not other.amsgrad and other.state == {}
     other.load_state_dict(good)
     assert other.amsgrad and other.step_count == 1
+
+
+def test_adam_with_eps_zero_matches_torch_and_names_a_zero_over_zero():
+    params = make_params(0, np.float64)
+    ref = {k: torch.tensor(v) for k, v in make_params(0, np.float64).items()}
+    opt = Adam(params, lr=0.01, eps=0.0)
+    topt = torch.optim.Adam(list(ref.values()), lr=0.01, eps=0.0)
+    for grads in grad_sequence(3, np.float64, steps=3):
+        opt.step(grads)
+        for k, t in ref.items():
+            t.grad = torch.tensor(grads[k])
+        topt.step()
+    for k, t in ref.items():
+        np.testing.assert_allclose(
+            params[k], t.detach().numpy(), rtol=1e-12, atol=1e-14, err_msg=k
+        )
+    # a gradient that has always been 0 somewhere: m / sqrt(v) = 0 / 0 there
+    zero = {k: np.zeros_like(v) for k, v in params.items()}
+    fresh = Adam(make_params(1, np.float64), lr=0.01, eps=0.0)
+    with pytest.raises(FloatingPointError, match="eps=0 made parameter 'w_in' non-finite"):
+        fresh.step(zero)

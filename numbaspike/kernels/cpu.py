@@ -50,9 +50,13 @@ from .intrinsics import (
     prefetch_write,
 )
 
-# Scalar device functions, compiled from the single source in kernels/math.py.
-surrogate_grad = njit(cache=True)(_m.surrogate_grad)
-surrogate_smooth = njit(cache=True)(_m.surrogate_smooth)
+# Scalar device functions, compiled from the single source in kernels/math.py. Functions
+# that divide use NumPy's error model (IEEE inf/NaN; their divisors are never 0 for
+# validated parameters): with the default Python model every division checks its divisor
+# to raise ZeroDivisionError, and that branch kept LLVM from vectorising any loop that
+# divides (the SuperSpike surrogate loop ran one scalar division per element).
+surrogate_grad = njit(cache=True, error_model="numpy")(_m.surrogate_grad)
+surrogate_smooth = njit(cache=True, error_model="numpy")(_m.surrogate_smooth)
 membrane_step = njit(cache=True)(_m.membrane_step)
 reset_step = njit(cache=True)(_m.reset_step)
 lif_adjoint_step = njit(cache=True)(_m.lif_adjoint_step)
@@ -78,13 +82,13 @@ SERIAL_WORK = 1 << 16
 STEPWISE_WORK = 1 << 23
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def surrogate_grad_array(code, u, alpha, out):
     for k in range(u.shape[0]):
         out[k] = surrogate_grad(code, u[k], alpha)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def surrogate_smooth_array(code, u, alpha, out):
     for k in range(u.shape[0]):
         out[k] = surrogate_smooth(code, u[k], alpha)
@@ -107,7 +111,7 @@ def _chunk(c, nblk, n):
 # --- passes over one block of m neurons (buffers of length >= m) -------------------------
 
 
-@njit
+@njit(error_model="numpy")
 def _spike_block(hb, th, m, sg_code, alpha, smooth, zb):
     """``zb = H(h - v_th)``, or ``F(h - v_th)`` in smooth mode.
 
@@ -123,7 +127,7 @@ def _spike_block(hb, th, m, sg_code, alpha, smooth, zb):
             zb[k] = 1.0 if hb[k] > th[k] else 0.0
 
 
-@njit
+@njit(error_model="numpy")
 def _surrogate_grad_block(hb, th, m, sg_code, alpha, sb):
     """``sb = s(h - v_th)``. SuperSpike, :math:`1 / (\\alpha |u| + 1)^2`, is written out in the
     type of ``alpha`` (the working dtype): ``surrogate_grad``'s float literals would promote a
