@@ -130,3 +130,86 @@ def test_import_shortens_openblas_spinning_only_before_numpy_loads_it():
     assert _openblas_timeout_after("import numbaspike", None) == "16"
     assert _openblas_timeout_after("import numbaspike", "28") == "28"  # the user's choice
     assert _openblas_timeout_after("import numpy, numbaspike", None) == "None"  # too late
+
+
+_FORK_SCRIPT = r"""
+import json, multiprocessing as mp, warnings
+import numpy as np
+import numba
+import numbaspike
+from numbaspike.kernels import cpu
+from numbaspike.layers import LIFRecurrent, Linear
+from numbaspike.network import Sequential
+
+cpu.SERIAL_WORK = 0  # every kernel opens parallel regions where it may
+
+def step():
+    rng = np.random.default_rng(0)
+    x = (rng.random((20, 8, 60)) < 0.05).astype(np.float32)
+    net = Sequential(Linear(60, 40, seed=1, scale=20), LIFRecurrent(40, seed=2, scale=2))
+    z, tape = net.forward(x)
+    net.backward(np.ones_like(z), tape)
+    return {k: v.copy() for k, v in net.gradients().items()}
+
+def child(conn):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        grads = step()
+    conn.send((grads, [str(w.message) for w in caught if w.category is RuntimeWarning]))
+
+parent = step()
+layer = numba.threading_layer()
+a, b = mp.get_context("fork").Pipe()
+p = mp.get_context("fork").Process(target=child, args=(b,))
+p.start()
+got = a.recv() if a.poll(120) else None
+p.join(30)
+same = got is not None and all(np.array_equal(parent[k], got[0][k]) for k in parent)
+print(json.dumps({"layer": layer, "exitcode": p.exitcode, "same": same,
+                  "warnings": got[1] if got else None}))
+"""
+
+
+@pytest.mark.parametrize("layer", [None, "workqueue"])
+def test_forked_child_computes_the_same_gradients(layer):
+    """GNU OpenMP does not survive fork(): a child forked after the parent's kernels ran
+    must still compute (single-threaded, with a warning) instead of being terminated."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    if layer is not None:
+        env["NUMBA_THREADING_LAYER"] = layer
+    out = subprocess.run(
+        [sys.executable, "-c", _FORK_SCRIPT], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["exitcode"] == 0 and res["same"], (res, out.stderr[-3000:])
+    if res["layer"] == "omp":
+        assert len(res["warnings"]) == 1 and "single-threaded" in res["warnings"][0]
+    else:
+        assert res["warnings"] == []
+    if layer is not None:
+        assert res["layer"] == layer
+
+
+def test_default_threading_layer_is_openmp_where_it_loads():
+    import subprocess
+    import sys
+
+    code = (
+        "import numbaspike, numba\n"
+        "from numbaspike.threads import _openmp_loads\n"
+        "print(numba.config.THREADING_LAYER, _openmp_loads())"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    chosen, loads = out.stdout.split()
+    assert chosen == ("omp" if loads == "True" else "workqueue")
+    env["NUMBA_THREADING_LAYER"] = "workqueue"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split()[0] == "workqueue"  # the user's choice stands

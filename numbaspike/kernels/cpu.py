@@ -40,6 +40,7 @@ import types
 import numpy as np
 from numba import get_num_threads, njit, prange
 
+from ..threads import parallel_allowed
 from . import math as _m
 from . import scratch
 from .intrinsics import (
@@ -1046,13 +1047,17 @@ def _renamed(fn, suffix: str):
     return clone
 
 
-def _pair(fn, work):
-    """A dispatcher over the parallel and the cached serial compilation of ``fn``."""
-    parallel = njit(parallel=True, cache=True)(fn)
-    serial = njit(cache=True)(_renamed(fn, "_serial"))
+def _pair(fn, work, **options):
+    """A dispatcher over the parallel and the cached serial compilation of ``fn`` (with the
+    ``njit`` ``options``); the serial one also where no parallel region may be opened
+    (:func:`numbaspike.threads.parallel_allowed`)."""
+    parallel = njit(parallel=True, cache=True, **options)(fn)
+    serial = njit(cache=True, **options)(_renamed(fn, "_serial"))
 
     def kernel(*args):
-        return (parallel if work(args) >= SERIAL_WORK else serial)(*args)
+        if work(args) >= SERIAL_WORK and parallel_allowed():
+            return parallel(*args)
+        return serial(*args)
 
     kernel.__name__ = fn.__name__.lstrip("_")
     kernel.__doc__ = fn.__doc__
@@ -1074,7 +1079,7 @@ def _recurrent_pair(stepwise_fn, batchwise_fn):
     def kernel(*args):
         n_steps, batch, _ = args[0].shape
         work = _recurrent_work(args)
-        if work < SERIAL_WORK:
+        if work < SERIAL_WORK or not parallel_allowed():
             return serial(*args)
         if batch >= get_num_threads():
             return batchwise(*args)

@@ -26,10 +26,17 @@ from numba import njit, prange
 
 from ..validation import FLOAT_DTYPES
 from . import scratch
-from .cpu import _zero_partial, sum_partials
+from .cpu import _pair, _zero_partial, sum_partials
 from .intrinsics import WORD as _WORD
 from .intrinsics import popcount as _popcount
 from .intrinsics import trailing_zeros as _trailing_zeros
+
+
+def _always_parallel(args) -> int:
+    """Work estimate for :func:`~.cpu._pair`: these kernels always open a parallel region
+    (over a fixed number of chunks), except where none may be opened."""
+    return 1 << 62
+
 
 __all__ = [
     "SpikeEvents",
@@ -150,7 +157,6 @@ def spike_events(x) -> SpikeEvents:
     )
 
 
-@njit(parallel=True, cache=True)
 def _event_masks(x, masks, counts, chunks):
     """``masks[m, w]`` bit ``b`` = ``x[m, 64·w + b] != 0``; ``counts[m]`` = events of row m."""
     m_rows, n_in = x.shape
@@ -177,7 +183,9 @@ def _event_masks(x, masks, counts, chunks):
             counts[m] = count
 
 
-@njit(parallel=True, cache=True)
+_event_masks = _pair(_event_masks, _always_parallel)
+
+
 def _compact_events(x, masks, row_ptr, cols, values, not_one):
     """Write the columns and values of the events in the set bits of ``masks``."""
     m_rows = x.shape[0]
@@ -199,6 +207,9 @@ def _compact_events(x, masks, row_ptr, cols, values, not_one):
                     e += 1
                     word &= word - np.uint64(1)
         not_one[c] = other
+
+
+_compact_events = _pair(_compact_events, _always_parallel)
 
 
 @njit(inline="always")
@@ -245,7 +256,6 @@ def events_matmul(events: SpikeEvents, w_t, out):
     return out
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
 def _events_matmul(row_ptr, cols, values, w_t, out):
     m_rows, n_out = out.shape
     n_blocks = (m_rows + ROW_BLOCK - 1) // ROW_BLOCK
@@ -265,6 +275,9 @@ def _events_matmul(row_ptr, cols, values, w_t, out):
             while e < end:
                 _add_row(out, m, w_t, cols[e], _value(values, e, out))
                 e += 1
+
+
+_events_matmul = _pair(_events_matmul, _always_parallel, fastmath={"contract"})
 
 
 @njit(inline="always", fastmath={"contract"})
@@ -330,7 +343,6 @@ def narrow_matmul(a, b, out):
     return out
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
 def _narrow_matmul(a, b, out):
     m_rows, k_in = a.shape
     n_blocks = (m_rows + ROW_BLOCK - 1) // ROW_BLOCK
@@ -353,6 +365,8 @@ def _narrow_matmul(a, b, out):
 # --------------------------------------------------------------------------------------
 # Weight gradient: grad_w_t += x.T @ grad_y
 # --------------------------------------------------------------------------------------
+
+_narrow_matmul = _pair(_narrow_matmul, _always_parallel, fastmath={"contract"})
 
 
 def events_weight_grad(events: SpikeEvents, grad_y, grad_w_t):
@@ -399,7 +413,6 @@ def events_weight_grad(events: SpikeEvents, grad_y, grad_w_t):
     return grad_w_t
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
 def _weight_grad_partials(row_ptr, cols, values, grad_y, partials):
     m_rows, n_out = grad_y.shape
     chunks = partials.shape[0]
@@ -412,6 +425,9 @@ def _weight_grad_partials(row_ptr, cols, values, grad_y, partials):
                 v = _value(values, e, grad_y)
                 for k in range(n_out):
                     partials[c, j, k] += v * grad_y[m, k]
+
+
+_weight_grad_partials = _pair(_weight_grad_partials, _always_parallel, fastmath={"contract"})
 
 
 @njit(cache=True)
@@ -435,7 +451,6 @@ def _events_by_column(row_ptr, cols, col_ptr, rows, order):
             fill[j] += 1
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
 def _weight_grad_by_columns(col_ptr, rows, order, values, grad_y, grad_w_t):
     n_in, n_out = grad_w_t.shape
     n_blocks = (n_in + COL_BLOCK - 1) // COL_BLOCK
@@ -470,6 +485,10 @@ def _weight_grad_by_columns(col_ptr, rows, order, values, grad_y, grad_w_t):
 #: The measured break-even densities (events = BLAS, interpolated) were about 0.14 at
 #: ``n_out`` = 20, 0.16 at 64, 0.17 at 256 and 0.14 at 1024 (float64 alike: about 0.17 at 20
 #: and 0.2 at 256); the model gives 0.07, 0.15, 0.17 and 0.18.
+
+_weight_grad_by_columns = _pair(_weight_grad_by_columns, _always_parallel, fastmath={"contract"})
+
+
 SCAN_COST = 3.0e-10
 EVENT_COST = 1.4e-10
 DENSE_COST = 2.5e-11
