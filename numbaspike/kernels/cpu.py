@@ -50,6 +50,7 @@ from .intrinsics import (
     prefetch_read,
     prefetch_write,
 )
+from .vector_math import exp_nonpositive, like
 
 # Scalar device functions, compiled from the single source in kernels/math.py. Functions
 # that divide use NumPy's error model (IEEE inf/NaN; their divisors are never 0 for
@@ -130,26 +131,46 @@ def _spike_block(hb, th, m, sg_code, alpha, smooth, zb):
 
 @njit(error_model="numpy")
 def _surrogate_grad_block(hb, th, m, sg_code, alpha, sb):
-    """``sb = s(h - v_th)``. SuperSpike, :math:`1 / (\\alpha |u| + 1)^2`, is written out in the
-    type of ``alpha`` (the working dtype): ``surrogate_grad``'s float literals would promote a
-    float32 loop to float64 and its division to a 4-wide one."""
+    """``sb = s(h - v_th)``. SuperSpike, :math:`1 / (\\alpha |u| + 1)^2`, and the surrogates
+    built on an exponential are written out in the type of ``alpha`` (the working dtype):
+    ``surrogate_grad``'s float literals would promote a float32 loop to float64 and its
+    division to a 4-wide one, and its ``math.exp`` / ``math.tanh`` are one C library call per
+    element. With :math:`y = \\alpha u` and
+    :math:`e = \\exp(-|y|)` (:func:`~.vector_math.exp_nonpositive`, vectorised):
+
+    .. math::
+
+        \\text{sigmoid: } \\alpha\\,\\sigma(y)(1 - \\sigma(y)) = \\frac{\\alpha e}{(1 + e)^2},
+        \\qquad \\text{tanh: } 1 - \\tanh^2 y = \\frac{4 e^2}{(1 + e^2)^2},
+        \\qquad \\text{erfc: } \\tfrac{2}{\\sqrt\\pi}\\, e^{-y^2}
+
+    (each the same function as :func:`~.math.surrogate_grad`; ``1 - tanh^2`` also loses no
+    digits to cancellation where ``tanh y`` is close to 1)."""
+    one = alpha / alpha
     if sg_code == 0:
-        one = alpha / alpha
         for k in range(m):
             d = alpha * abs(hb[k] - th[k]) + one
             sb[k] = one / (d * d)
     elif sg_code == 1:
         for k in range(m):
-            sb[k] = surrogate_grad(1, hb[k] - th[k], alpha)
+            e = exp_nonpositive(-abs(alpha * (hb[k] - th[k])))
+            d = one + e
+            sb[k] = alpha * (e / (d * d))
     elif sg_code == 2:
         for k in range(m):
             sb[k] = surrogate_grad(2, hb[k] - th[k], alpha)
     elif sg_code == 3:
+        four = like(alpha, 4.0)
         for k in range(m):
-            sb[k] = surrogate_grad(3, hb[k] - th[k], alpha)
+            y = abs(alpha * (hb[k] - th[k]))
+            e2 = exp_nonpositive(-(y + y))
+            d = one + e2
+            sb[k] = four * (e2 / (d * d))
     elif sg_code == 4:
+        two_over_sqrt_pi = like(alpha, 1.1283791670955126)
         for k in range(m):
-            sb[k] = surrogate_grad(4, hb[k] - th[k], alpha)
+            y = alpha * (hb[k] - th[k])
+            sb[k] = two_over_sqrt_pi * exp_nonpositive(-(y * y))
     elif sg_code == 5:
         for k in range(m):
             sb[k] = surrogate_grad(5, hb[k] - th[k], alpha)
