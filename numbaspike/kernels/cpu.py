@@ -131,21 +131,21 @@ def _spike_block(hb, th, m, sg_code, alpha, smooth, zb):
 
 @njit(error_model="numpy")
 def _surrogate_grad_block(hb, th, m, sg_code, alpha, sb):
-    """``sb = s(h - v_th)``. SuperSpike, :math:`1 / (\\alpha |u| + 1)^2`, and the surrogates
-    built on an exponential are written out in the type of ``alpha`` (the working dtype):
-    ``surrogate_grad``'s float literals would promote a float32 loop to float64 and its
-    division to a 4-wide one, and its ``math.exp`` / ``math.tanh`` are one C library call per
-    element. With :math:`y = \\alpha u` and
-    :math:`e = \\exp(-|y|)` (:func:`~.vector_math.exp_nonpositive`, vectorised):
+    """``sb = s(h - v_th)``, each surrogate written out in the type of ``alpha`` (the working
+    dtype): :func:`~.math.surrogate_grad`'s float literals would promote a float32 loop to
+    float64 (and its divisions to 4-wide ones), and its ``math.exp`` / ``math.tanh`` are a C
+    library call per element. The same functions, with :math:`y = \\alpha u` and
+    :math:`e = \\exp(-|y|)` from :func:`~.vector_math.exp_nonpositive` (vectorised):
 
     .. math::
 
+        \\text{SuperSpike: } \\frac{1}{(\\alpha |u| + 1)^2}, \\qquad
         \\text{sigmoid: } \\alpha\\,\\sigma(y)(1 - \\sigma(y)) = \\frac{\\alpha e}{(1 + e)^2},
         \\qquad \\text{tanh: } 1 - \\tanh^2 y = \\frac{4 e^2}{(1 + e^2)^2},
         \\qquad \\text{erfc: } \\tfrac{2}{\\sqrt\\pi}\\, e^{-y^2}
 
-    (each the same function as :func:`~.math.surrogate_grad`; ``1 - tanh^2`` also loses no
-    digits to cancellation where ``tanh y`` is close to 1)."""
+    (``1 - tanh^2`` written so loses no digits where ``tanh y`` is close to 1); atan,
+    triangle and boxcar as in :func:`~.math.surrogate_grad`."""
     one = alpha / alpha
     if sg_code == 0:
         for k in range(m):
@@ -157,8 +157,11 @@ def _surrogate_grad_block(hb, th, m, sg_code, alpha, sb):
             d = one + e
             sb[k] = alpha * (e / (d * d))
     elif sg_code == 2:
+        half_pi_alpha = like(alpha, _m.HALF_PI) * alpha
+        half_alpha = like(alpha, 0.5) * alpha
         for k in range(m):
-            sb[k] = surrogate_grad(2, hb[k] - th[k], alpha)
+            y = half_pi_alpha * (hb[k] - th[k])
+            sb[k] = half_alpha / (one + y * y)
     elif sg_code == 3:
         four = like(alpha, 4.0)
         for k in range(m):
@@ -167,16 +170,20 @@ def _surrogate_grad_block(hb, th, m, sg_code, alpha, sb):
             d = one + e2
             sb[k] = four * (e2 / (d * d))
     elif sg_code == 4:
-        two_over_sqrt_pi = like(alpha, 1.1283791670955126)
+        two_over_sqrt_pi = like(alpha, 2.0 / _m.SQRT_PI)
         for k in range(m):
             y = alpha * (hb[k] - th[k])
             sb[k] = two_over_sqrt_pi * exp_nonpositive(-(y * y))
     elif sg_code == 5:
+        zero = alpha - alpha
         for k in range(m):
-            sb[k] = surrogate_grad(5, hb[k] - th[k], alpha)
+            r = one - abs(hb[k] - th[k])
+            sb[k] = alpha * r if r > zero else zero
     else:
+        zero = alpha - alpha
+        half_over_alpha = like(alpha, 0.5) / alpha
         for k in range(m):
-            sb[k] = surrogate_grad(6, hb[k] - th[k], alpha)
+            sb[k] = half_over_alpha if abs(hb[k] - th[k]) < alpha else zero
 
 
 @njit
