@@ -73,6 +73,15 @@ def _unused_refcount() -> int:
 
 
 _lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # a fork while another thread held the lock would leave the child's copy locked
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
 #: nbytes -> buffers (1-D uint8 arrays owning their memory) of that size
 _buckets: dict[int, list[np.ndarray]] = {}
 _tracked_bytes = 0

@@ -211,3 +211,38 @@ def test_training_is_bit_identical_with_and_without_recycling(monkeypatch):
     assert with_pool.keys() == without.keys()
     for name in with_pool:
         np.testing.assert_array_equal(with_pool[name], without[name], err_msg=name)
+
+
+def _allocate_in_child(conn):
+    a = buffers.empty(BIG, np.float32)
+    a.fill(1.0)
+    conn.send(float(a.sum()))
+
+
+def test_fork_while_another_thread_holds_the_lock_does_not_deadlock_the_child():
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with buffers._lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    parent_end, child_end = ctx.Pipe()
+    child = ctx.Process(target=_allocate_in_child, args=(child_end,), daemon=True)
+    try:
+        child.start()
+        assert parent_end.poll(60), "the forked child deadlocked on the buffer pool's lock"
+        assert parent_end.recv() == BIG[0] * BIG[1]
+        child.join(30)
+        assert child.exitcode == 0
+    finally:
+        if child.is_alive():
+            child.kill()
+        release.set()
+        holder.join()
