@@ -138,7 +138,7 @@ def empty(shape, dtype) -> np.ndarray:
     dtype = np.dtype(dtype)
     shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
     nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < MIN_BYTES or not _enabled or _limit == 0:
+    if nbytes < MIN_BYTES or not _enabled or _limit == 0 or dtype.hasobject:
         return np.empty(shape, dtype)
     with _lock:
         raw = _take(nbytes)

@@ -94,6 +94,13 @@ def test_small_arrays_and_zero_limit_are_plain_numpy():
     assert buffers.cached_bytes() == (0, 0)
 
 
+def test_object_arrays_and_bad_shapes_behave_as_numpy():
+    a = buffers.empty(BIG, object)  # Python references are never recycled memory
+    assert a.base is None and a.dtype == object and a[0, 0] is None
+    with pytest.raises(ValueError, match="negative"):
+        buffers.empty((-1, BIG[1]), np.float32)
+
+
 def test_shape_dtype_contiguity_and_zeros():
     a = buffers.empty((3, BIG[0], BIG[1]), np.float64)
     assert a.shape == (3, *BIG) and a.dtype == np.float64 and a.flags.c_contiguous
