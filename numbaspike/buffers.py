@@ -22,6 +22,10 @@ the limit (:func:`set_limit`; default :data:`DEFAULT_LIMIT`, or the environment 
 returns the unused ones to the system. With ``NUMBASPIKE_BUFFER_LIMIT=0``, or on a Python
 build without the global interpreter lock (where reference counts are not exact),
 :func:`empty` is plain :func:`numpy.empty`.
+
+:mod:`numbaspike.kernels.scratch` serves the temporaries that live within one kernel call
+(weight-gradient partials, keyed by name and reused per thread); this module serves the
+arrays a call returns, whose lifetime only the caller knows.
 """
 
 from __future__ import annotations
@@ -74,6 +78,13 @@ def _unused_refcount() -> int:
 
 _lock = threading.Lock()
 
+#: nbytes -> buffers (1-D uint8 arrays owning their memory) of that size
+_buckets: dict[int, list[np.ndarray]] = {}
+_tracked_bytes = 0
+_limit = _limit_from_env()
+_enabled = _exact_refcounts()
+_UNUSED = _unused_refcount()
+
 
 def _new_lock_after_fork() -> None:
     # a fork while another thread held the lock would leave the child's copy locked
@@ -82,12 +93,6 @@ def _new_lock_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_new_lock_after_fork)
-#: nbytes -> buffers (1-D uint8 arrays owning their memory) of that size
-_buckets: dict[int, list[np.ndarray]] = {}
-_tracked_bytes = 0
-_limit = _limit_from_env()
-_enabled = _exact_refcounts()
-_UNUSED = _unused_refcount()
 
 
 def _is_unused(bucket: list, k: int) -> bool:

@@ -147,6 +147,7 @@ def _surrogate_grad_block(hb, th, m, sg_code, alpha, sb):
     (``1 - tanh^2`` written so loses no digits where ``tanh y`` is close to 1); atan,
     triangle and boxcar as in :func:`~.math.surrogate_grad`."""
     one = alpha / alpha
+    zero = alpha - alpha
     if sg_code == 0:
         for k in range(m):
             d = alpha * abs(hb[k] - th[k]) + one
@@ -175,12 +176,10 @@ def _surrogate_grad_block(hb, th, m, sg_code, alpha, sb):
             y = alpha * (hb[k] - th[k])
             sb[k] = two_over_sqrt_pi * exp_nonpositive(-(y * y))
     elif sg_code == 5:
-        zero = alpha - alpha
         for k in range(m):
             r = one - abs(hb[k] - th[k])
             sb[k] = alpha * r if r > zero else zero
     else:
-        zero = alpha - alpha
         half_over_alpha = like(alpha, 0.5) / alpha
         for k in range(m):
             sb[k] = half_over_alpha if abs(hb[k] - th[k]) < alpha else zero

@@ -31,13 +31,6 @@ from .intrinsics import WORD as _WORD
 from .intrinsics import popcount as _popcount
 from .intrinsics import trailing_zeros as _trailing_zeros
 
-
-def _always_parallel(args) -> int:
-    """Work estimate for :func:`~.cpu._pair`: these kernels always open a parallel region
-    (over a fixed number of chunks), except where none may be opened."""
-    return 1 << 62
-
-
 __all__ = [
     "SpikeEvents",
     "spike_events",
@@ -155,6 +148,12 @@ def spike_events(x) -> SpikeEvents:
         shape=(m_rows, n_in),
         dtype=x.dtype,
     )
+
+
+def _always_parallel(args) -> int:
+    """Work estimate for :func:`~.cpu._pair`: these kernels always open a parallel region
+    (over a fixed number of chunks), except where none may be opened."""
+    return 1 << 62
 
 
 def _event_masks(x, masks, counts, chunks):

@@ -16,6 +16,8 @@ are not kept (they are made fresh every time, as before), so what is kept is at 
 :func:`release` drops it. :func:`empty` is the same without the zeroing, for arrays the
 kernel overwrites: the weight-gradient partials (each work item zeroes its own, in
 parallel) and the dense weight-gradient product of :class:`~numbaspike.layers.Linear`.
+Arrays that a call returns (outputs, tapes, gradients) are recycled by
+:mod:`numbaspike.buffers` instead, once nothing refers to them.
 """
 
 from __future__ import annotations
