@@ -51,6 +51,7 @@ from .intrinsics import (
     prefetch_write,
 )
 from .vector_math import exp_nonpositive, like
+from .work_items import WorkItem, call_at, check_calls
 
 # Scalar device functions, compiled from the single source in kernels/math.py. Functions
 # that divide use NumPy's error model (IEEE inf/NaN; their divisors are never 0 for
@@ -472,20 +473,23 @@ def _gather_block(a_m, decay_s, v_leak, v_th, n, e0, m):
 
 
 def _lif_feed_forward_forward(
-    x, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
+    item, key, x, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
     v, i, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
 ):  # fmt: skip
-    """Feed-forward LIF over all steps; updates the state ``v``, ``i`` (B, N) in place."""
+    """Feed-forward LIF over all steps; updates the state ``v``, ``i`` (B, N) in place.
+    ``item``, ``key``: :func:`_lif_feed_forward_forward_item` by address (:mod:`.work_items`)."""
     chunk, n_chunks = _flat_chunking(v.size)
+    codes = 0
     for c in prange(n_chunks):
-        _lif_feed_forward_forward_item(
-            c * chunk, min(v.size, (c + 1) * chunk), x, a_m, decay_s, v_leak, v_th, v_reset,
+        e0 = np.int64(c) * chunk
+        codes += call_at(
+            item, key, e0, min(v.size, e0 + chunk), x, a_m, decay_s, v_leak, v_th, v_reset,
             reset_code, sg_code, alpha, smooth, v, i, z_out, h_out, i1_out, v_out, i_out,
             store_z, store_h, store_i1, store_trace,
         )  # fmt: skip
+    check_calls(codes)
 
 
-@njit
 def _lif_feed_forward_forward_item(
     e0, e1, x, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
     v, i, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
@@ -527,22 +531,24 @@ def _lif_feed_forward_forward_item(
 
 
 def _lif_feed_forward_backward(
-    grad_z, h, i1, v0, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
-    detach, param_grads, gx, gv, gi, g_am, g_decay, g_vth, g_vleak,
+    item, key, grad_z, h, i1, v0, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code,
+    alpha, smooth, detach, param_grads, gx, gv, gi, g_am, g_decay, g_vth, g_vleak,
 ):  # fmt: skip
     """BPTT through the feed-forward LIF. ``gv``, ``gi`` (B, N) enter as the adjoints of the
     final state (normally 0) and leave as the gradients of the initial state; parameter
     gradients are added to the (B, N) float64 arrays ``g_*`` when ``param_grads``."""
     chunk, n_chunks = _flat_chunking(gv.size)
+    codes = 0
     for c in prange(n_chunks):
-        _lif_feed_forward_backward_item(
-            c * chunk, min(gv.size, (c + 1) * chunk), grad_z, h, i1, v0, a_m, decay_s, v_leak,
+        e0 = np.int64(c) * chunk
+        codes += call_at(
+            item, key, e0, min(gv.size, e0 + chunk), grad_z, h, i1, v0, a_m, decay_s, v_leak,
             v_th, v_reset, reset_code, sg_code, alpha, smooth, detach, param_grads, gx, gv, gi,
             g_am, g_decay, g_vth, g_vleak,
         )  # fmt: skip
+    check_calls(codes)
 
 
-@njit
 def _lif_feed_forward_backward_item(
     e0, e1, grad_z, h, i1, v0, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha,
     smooth, detach, param_grads, gx, gv, gi, g_am, g_decay, g_vth, g_vleak,
@@ -608,14 +614,14 @@ def _recurrent_current(z_row, w_t, n0, m, rb, fired):
 @njit(inline="always")
 def _recurrent_forward_block(
     t, b, n0, m, x, w_rec_t, am, dd, ll, th, v_reset, reset_code, sg_code, alpha, smooth,
-    vv, ii, z_cur, z_next, bufs, fired, z_out, h_out, i1_out, v_out, i_out, store_z, store_h,
+    vv, ii, z_prev, z_next, bufs, fired, z_out, h_out, i1_out, v_out, i_out, store_z, store_h,
     store_i1, store_trace,
 ):  # fmt: skip
     """Step ``t`` of neurons ``n0:n0+m`` of row ``b``: current ``x_t + z_{t-1} @ w_rec.T``
-    from the previous spikes ``z_cur[b]``, then the LIF update; new spikes to ``z_next[b]``.
-    ``bufs`` (4, m): current, h, i', z; ``fired`` (N,) int64 scratch."""
+    from the previous spikes ``z_prev`` (N,) of the row, then the LIF update; new spikes to
+    ``z_next[n0:n0+m]``. ``bufs`` (4, m): current, h, i', z; ``fired`` (N,) int64 scratch."""
     rb, hb, i1b, zb = bufs[0], bufs[1], bufs[2], bufs[3]
-    _recurrent_current(z_cur[b], w_rec_t, n0, m, rb, fired)
+    _recurrent_current(z_prev, w_rec_t, n0, m, rb, fired)
     xt = x[t, b, n0 : n0 + m]
     for k in range(m):
         rb[k] = xt[k] + rb[k]
@@ -626,7 +632,7 @@ def _recurrent_forward_block(
         rb, am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth, vv, ii, zt, ht, it
     )
     for k in range(m):
-        z_next[b, n0 + k] = zt[k]
+        z_next[n0 + k] = zt[k]
     if store_trace:
         _store_row(v_out, t, b, n0, vv, m)
         _store_row(i_out, t, b, n0, ii, m)
@@ -654,8 +660,8 @@ def _lif_recurrent_forward_stepwise(
             fired = np.empty(n, np.int64)
             _recurrent_forward_block(
                 t, b, n0, m, x, w_rec_t, a_m[n0:n1], decay_s[n0:n1], v_leak[n0:n1], v_th[n0:n1],
-                v_reset, reset_code, sg_code, alpha, smooth, v[b, n0:n1], i[b, n0:n1], z_cur,
-                z_next, bufs, fired, z_out, h_out, i1_out, v_out, i_out, store_z, store_h,
+                v_reset, reset_code, sg_code, alpha, smooth, v[b, n0:n1], i[b, n0:n1], z_cur[b],
+                z_next[b], bufs, fired, z_out, h_out, i1_out, v_out, i_out, store_z, store_h,
                 store_i1, store_trace,
             )  # fmt: skip
         z_cur, z_next = z_next, z_cur
@@ -663,33 +669,35 @@ def _lif_recurrent_forward_stepwise(
 
 
 def _lif_recurrent_forward_batchwise(
-    x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
-    v, i, z_state, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
+    item, key, x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha,
+    smooth, v, i, z_state, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1,
+    store_trace,
 ):  # fmt: skip
     """As :func:`_lif_recurrent_forward_stepwise`, parallel over batch rows only, each running
     all steps: one parallel region in all, no barrier per step (batches of at least as many
     rows as threads)."""
-    z_cur = z_state.copy()
-    z_next = np.empty_like(z_state)
+    codes = 0
     for b in prange(x.shape[1]):
-        _lif_recurrent_forward_row(
-            np.int64(b), x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code,
-            alpha, smooth, v, i, z_cur, z_next, z_out, h_out, i1_out, v_out, i_out, store_z,
+        codes += call_at(
+            item, key, np.int64(b), x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code,
+            sg_code, alpha, smooth, v, i, z_state, z_out, h_out, i1_out, v_out, i_out, store_z,
             store_h, store_i1, store_trace,
         )  # fmt: skip
-    _copy_2d(z_cur, z_state)
+    check_calls(codes)
 
 
-@njit
 def _lif_recurrent_forward_row(
     b, x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
-    v, i, z_cur, z_next, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1,
+    v, i, z_state, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1,
     store_trace,
 ):  # fmt: skip
-    """Batch row ``b`` of :func:`_lif_recurrent_forward_batchwise`, all steps."""
+    """Batch row ``b`` of :func:`_lif_recurrent_forward_batchwise`, all steps; the row's
+    spikes of the previous and the current step are kept in two local buffers."""
     n_steps, batch, n = x.shape
     am, dd, ll, th = a_m.copy(), decay_s.copy(), v_leak.copy(), v_th.copy()
     vv, ii = v[b].copy(), i[b].copy()
+    z_prev = z_state[b].copy()
+    z_next = np.empty_like(z_prev)
     bufs = np.empty((4, n), x.dtype)
     fired = np.empty(n, np.int64)
     for t in range(n_steps):
@@ -698,13 +706,14 @@ def _lif_recurrent_forward_row(
         _prefetch_step(h_out, t + 1, b, 0, n, True)
         _recurrent_forward_block(
             t, b, 0, n, x, w_rec_t, am, dd, ll, th, v_reset, reset_code, sg_code, alpha,
-            smooth, vv, ii, z_cur, z_next, bufs, fired, z_out, h_out, i1_out, v_out, i_out,
+            smooth, vv, ii, z_prev, z_next, bufs, fired, z_out, h_out, i1_out, v_out, i_out,
             store_z, store_h, store_i1, store_trace,
         )  # fmt: skip
         for k in range(n):
-            z_cur[b, k] = z_next[b, k]
+            z_prev[k] = z_next[k]
     _store_state(v, b, 0, vv, n)
     _store_state(i, b, 0, ii, n)
+    _store_state(z_state, b, 0, z_prev, n)
 
 
 @njit
@@ -793,23 +802,26 @@ ROW_GROUP = 8
 
 
 def _lif_recurrent_backward_batchwise(
-    grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha,
-    smooth, detach, param_grads, gx, gv, gi, gz_rec, g_am, g_decay, g_vth, g_vleak,
+    item, key, grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset, reset_code,
+    sg_code, alpha, smooth, detach, param_grads, gx, gv, gi, gz_rec, g_am, g_decay, g_vth,
+    g_vleak,
 ):  # fmt: skip
     """As :func:`_lif_recurrent_backward_stepwise`, parallel over groups of up to
     :data:`ROW_GROUP` batch rows, each group running all steps (one parallel region)."""
     batch = grad_z.shape[1]
     group = max(1, min(ROW_GROUP, batch // 4))  # at least 4 groups to share out
     n_groups = (batch + group - 1) // group
+    codes = 0
     for grp in prange(n_groups):
-        _lif_recurrent_backward_group(
-            grp * group, min(group, batch - grp * group), grad_z, h, i1, v0, w_rec, a_m, decay_s,
+        b0 = np.int64(grp) * group
+        codes += call_at(
+            item, key, b0, min(group, batch - b0), grad_z, h, i1, v0, w_rec, a_m, decay_s,
             v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth, detach, param_grads, gx, gv,
             gi, gz_rec, g_am, g_decay, g_vth, g_vleak,
         )  # fmt: skip
+    check_calls(codes)
 
 
-@njit
 def _lif_recurrent_backward_group(
     b0, rows, grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code,
     alpha, smooth, detach, param_grads, gx, gv, gi, gz_rec, g_am, g_decay, g_vth, g_vleak,
@@ -849,17 +861,21 @@ def _lif_recurrent_backward_group(
 # --- leaky integrator ---------------------------------------------------------------------
 
 
-def _li_forward(x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i):
+def _li_forward(
+    item, key, x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i
+):  # fmt: skip
     """Leaky integrator over all steps; output is the membrane ``v`` of every step."""
     chunk, n_chunks = _flat_chunking(v.size)
+    codes = 0
     for c in prange(n_chunks):
-        _li_forward_item(
-            c * chunk, min(v.size, (c + 1) * chunk), x, a_m, decay_s, v_leak, v, i, v_out,
+        e0 = np.int64(c) * chunk
+        codes += call_at(
+            item, key, e0, min(v.size, e0 + chunk), x, a_m, decay_s, v_leak, v, i, v_out,
             i1_out, i_out, store_v, store_i1, store_i,
         )  # fmt: skip
+    check_calls(codes)
 
 
-@njit
 def _li_forward_item(
     e0, e1, x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i
 ):  # fmt: skip
@@ -889,18 +905,21 @@ def _li_forward_item(
 
 
 def _li_backward(
-    grad_v, v_out, i1, v0, a_m, decay_s, v_leak, param_grads, gx, gv, gi, g_am, g_decay, g_vleak
-):
+    item, key, grad_v, v_out, i1, v0, a_m, decay_s, v_leak, param_grads, gx, gv, gi, g_am,
+    g_decay, g_vleak,
+):  # fmt: skip
     """BPTT through the leaky integrator; ``gv``, ``gi`` leave as initial-state gradients."""
     chunk, n_chunks = _flat_chunking(gv.size)
+    codes = 0
     for c in prange(n_chunks):
-        _li_backward_item(
-            c * chunk, min(gv.size, (c + 1) * chunk), grad_v, v_out, i1, v0, a_m, decay_s,
+        e0 = np.int64(c) * chunk
+        codes += call_at(
+            item, key, e0, min(gv.size, e0 + chunk), grad_v, v_out, i1, v0, a_m, decay_s,
             v_leak, param_grads, gx, gv, gi, g_am, g_decay, g_vleak,
         )  # fmt: skip
+    check_calls(codes)
 
 
-@njit
 def _li_backward_item(
     e0, e1, grad_v, v_out, i1, v0, a_m, decay_s, v_leak, param_grads, gx, gv, gi, g_am,
     g_decay, g_vleak,
@@ -960,15 +979,20 @@ def _previous_spike(h, bits, z0, t, b, j, v_th, sg_code, alpha, smooth):
     return _spike(h[t - 1, b, j] - v_th[j], sg_code, alpha, smooth)
 
 
-def _recurrent_weight_grad_partials(gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials):
+def _recurrent_weight_grad_partials(
+    item, key, gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials
+):  # fmt: skip
     """``partials[c, j, :] = sum z_{t-1}[b, j] * gx[t, b, :]`` over the (t, b) pairs of chunk
     ``c``; event-driven: each pair reads its row of ``gx`` once and adds it to the rows of
     the neurons that fired at the step before."""
+    codes = 0
     for c in prange(partials.shape[0]):
-        _weight_grad_chunk(np.int64(c), gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials)
+        codes += call_at(
+            item, key, np.int64(c), gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials
+        )
+    check_calls(codes)
 
 
-@njit
 def _weight_grad_chunk(c, gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials):
     """Chunk ``c`` of :func:`_recurrent_weight_grad_partials`: per (t, b) pair, the spikes of
     step ``t - 1`` (from ``z0``, the spike ``bits`` or ``h``), their indices (a branch-free
@@ -1074,31 +1098,47 @@ def _renamed(fn, suffix: str):
     return clone
 
 
-def _pair(fn, work, **options):
+def _pair(fn, work, item=None, **options):
     """A dispatcher over the parallel and the cached serial compilation of ``fn`` (with the
     ``njit`` ``options``); the serial one also where no parallel region may be opened
-    (:func:`numbaspike.threads.parallel_allowed`)."""
+    (:func:`numbaspike.threads.parallel_allowed`). With a :class:`~.work_items.WorkItem`
+    ``item``, ``fn`` is a shell whose first two arguments are the item's address and key."""
     parallel = njit(parallel=True, cache=True, **options)(fn)
     serial = njit(cache=True, **options)(_renamed(fn, "_serial"))
 
-    def kernel(*args):
-        if work(args) >= SERIAL_WORK and parallel_allowed():
-            return parallel(*args)
-        return serial(*args)
+    if item is None:
+
+        def kernel(*args):
+            if work(args) >= SERIAL_WORK and parallel_allowed():
+                return parallel(*args)
+            return serial(*args)
+
+    else:
+
+        def kernel(*args):
+            address, key = item.address(args)
+            if work(args) >= SERIAL_WORK and parallel_allowed():
+                return parallel(address, key, *args)
+            return serial(address, key, *args)
 
     kernel.__name__ = fn.__name__.lstrip("_")
     kernel.__doc__ = fn.__doc__
     kernel.parallel = parallel
     kernel.serial = serial
+    kernel.item = item
     return kernel
 
 
-lif_feed_forward_forward = _pair(_lif_feed_forward_forward, _feed_forward_work)
+lif_feed_forward_forward = _pair(
+    _lif_feed_forward_forward, _feed_forward_work, WorkItem(_lif_feed_forward_forward_item)
+)
 
 
-def _recurrent_pair(stepwise_fn, batchwise_fn):
+def _recurrent_pair(stepwise_fn, batchwise_fn, item):
     """Serial for small problems; parallel over batch rows (one region) when there are at
-    least as many rows as threads; otherwise one parallel region per step over neuron blocks."""
+    least as many rows as threads; otherwise one parallel region per step over neuron blocks.
+    The batch-parallel and the serial kernels call ``item`` (:mod:`.work_items`) per row
+    (group of rows); the stepwise kernel has its per-step work inline."""
     batchwise = njit(parallel=True, cache=True)(batchwise_fn)
     stepwise = njit(parallel=True, cache=True)(stepwise_fn)
     serial = njit(cache=True)(_renamed(batchwise_fn, "_serial"))
@@ -1107,31 +1147,40 @@ def _recurrent_pair(stepwise_fn, batchwise_fn):
         n_steps, batch, _ = args[0].shape
         work = _recurrent_work(args)
         if work < SERIAL_WORK or not parallel_allowed():
-            return serial(*args)
+            return serial(*item.address(args), *args)
         if batch >= get_num_threads():
-            return batchwise(*args)
+            return batchwise(*item.address(args), *args)
         if work // n_steps >= STEPWISE_WORK:
             return stepwise(*args)
-        return serial(*args)
+        return serial(*item.address(args), *args)
 
     kernel.__name__ = batchwise_fn.__name__.replace("_batchwise", "").lstrip("_")
     kernel.__doc__ = stepwise_fn.__doc__
     kernel.parallel, kernel.stepwise, kernel.serial = batchwise, stepwise, serial
+    kernel.item = item
     return kernel
 
 
 lif_recurrent_forward = _recurrent_pair(
-    _lif_recurrent_forward_stepwise, _lif_recurrent_forward_batchwise
+    _lif_recurrent_forward_stepwise,
+    _lif_recurrent_forward_batchwise,
+    WorkItem(_lif_recurrent_forward_row, n_local=1),
 )
-lif_feed_forward_backward = _pair(_lif_feed_forward_backward, _feed_forward_work)
+lif_feed_forward_backward = _pair(
+    _lif_feed_forward_backward, _feed_forward_work, WorkItem(_lif_feed_forward_backward_item)
+)
 lif_recurrent_backward = _recurrent_pair(
-    _lif_recurrent_backward_stepwise, _lif_recurrent_backward_batchwise
+    _lif_recurrent_backward_stepwise,
+    _lif_recurrent_backward_batchwise,
+    WorkItem(_lif_recurrent_backward_group),
 )
-li_forward = _pair(_li_forward, _feed_forward_work)
-li_backward = _pair(_li_backward, _feed_forward_work)
+li_forward = _pair(_li_forward, _feed_forward_work, WorkItem(_li_forward_item))
+li_backward = _pair(_li_backward, _feed_forward_work, WorkItem(_li_backward_item))
 
 
-_weight_grad_partials = _pair(_recurrent_weight_grad_partials, _feed_forward_work)
+_weight_grad_partials = _pair(
+    _recurrent_weight_grad_partials, _feed_forward_work, WorkItem(_weight_grad_chunk, n_local=1)
+)
 #: ``out += partials.sum(0)`` in chunk order (also used by :mod:`.projection`).
 sum_partials = _pair(_sum_partials, lambda args: args[0].size)
 _weight_grad_by_columns = _pair(_recurrent_weight_grad_by_columns, _feed_forward_work)
