@@ -10,7 +10,7 @@ skips 8192 (~3.5 GB for the PyTorch autograd graph, 13 s per step on 2 cores).
 
 * numbaspike, written to need as little memory as the API allows: ``Linear.forward`` (one
   ``(T*B, n) @ W.T``), ``LIF.forward(y, out=y)`` (fused kernel, the spikes overwrite the
-  currents, tape = ``h``), the loss, ``z[...] = 1`` (dL/dz written over the spikes, which
+  currents, tape = ``h``), the loss ``z.sum()`` (float32, as on the PyTorch side), ``z[...] = 1`` (dL/dz written over the spikes, which
   the backward pass recomputes from ``h``), ``LIF.backward(z, out=z)`` (dL/dx overwrites
   dL/dz), the LIF tape dropped (as autograd frees its graph during backward),
   ``Linear.backward(need_input_grad=False)`` (one ``gemm`` accumulating into the gradient).
@@ -73,7 +73,7 @@ class NumbaspikeCase(H.Case):
         y, tape_lin = self.lin.forward(self.x)
         z, tape_lif = self.lif.forward(y, out=y)  # the LIF tape keeps h, not its input
         del y
-        self.loss = float(z.sum(dtype=np.float64))
+        self.loss = float(z.sum())  # float32, as PyTorch's z.sum()
         z[...] = 1.0  # dL/dz for loss = sum(z)
         grad_y = self.lif.backward(z, tape_lif, out=z)
         del tape_lif, z  # frees h, as autograd frees its graph
