@@ -89,6 +89,7 @@ def library_info() -> dict[str, Any]:
             info["numba_threading_layer"] = numba.threading_layer()
         except ValueError:  # no parallel region has run yet
             info["numba_threading_layer"] = None
+        info["GOMP_SPINCOUNT"] = os.environ.get("GOMP_SPINCOUNT")  # numbaspike sets it
     if "torch" in sys.modules:
         import torch
 

@@ -96,7 +96,8 @@ def build_report(quick: bool, status: dict, src: dict, elapsed: float) -> str:
         + ", ".join(f"{k} {v:.1f}" for k, v in loads.items() if v is not None)
         + f" (on {mach['cores']} cores: above ~0.5 other processes compete for them).",
         f"numbaspike workers: numba {ns_libs.get('numba_threads', '?')} threads, "
-        f"{ns_libs.get('numba_threading_layer', '?')} threading layer; "
+        f"{ns_libs.get('numba_threading_layer', '?')} threading layer, "
+        f"GOMP_SPINCOUNT={ns_libs.get('GOMP_SPINCOUNT')}; "
         f"{H.blas_summary(ns_libs) if ns_libs else ''}.",
         "",
         report.markdown_rows(rows),

@@ -12,6 +12,16 @@ training step, 15 parallel regions, took 29-33 ms with ``workqueue`` and 23-25 m
 OpenMP; steps dominated by BLAS products (Linear+LIF, n = 512 and 2048) took the same time
 with either (measured alternately, same session).
 
+After a parallel region GNU OpenMP's idle threads spin for ``GOMP_SPINCOUNT`` iterations
+(300 000 by default, a few milliseconds) before they sleep, and meanwhile take the cores
+from whatever runs next: on the 2-core reference machine (AMD EPYC) the weight-gradient
+product of the Linear+LIF step (n = 512), which follows the LIF backward kernel, took
+30-31 ms instead of 22-23 ms, and the step 65-75 ms instead of 59-62 ms. Unless
+``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY`` is set, numbaspike sets ``GOMP_SPINCOUNT=30000``
+before Numba loads OpenMP. Much shorter spinning costs a wake-up per parallel region
+instead: the SHD-sized step (15 regions, no BLAS) took 27-32 ms with 1 000 or 3 000 and
+23-25 ms with 30 000 or the default (measured alternately, 25 steps per process).
+
 GNU OpenMP does not survive ``fork()``: Numba terminates a forked child that opens a
 parallel region after its parent had used OpenMP. numbaspike registers a fork handler so
 that in such a child the kernels run single-threaded instead (same results; a
@@ -49,7 +59,23 @@ def _openmp_loads() -> bool:
     return True
 
 
+#: Spin iterations of an idle OpenMP thread before it sleeps (GNU OpenMP's ``GOMP_SPINCOUNT``),
+#: set unless the user set it or ``OMP_WAIT_POLICY``. See the module's description.
+GOMP_SPINCOUNT = "30000"
+
+
+def _shorten_openmp_spinning() -> None:
+    """``GOMP_SPINCOUNT`` for GNU OpenMP, read once when its library loads: only useful (and
+    only set) before Numba's OpenMP layer, which loads it, has been imported."""
+    if "numba.np.ufunc.omppool" in sys.modules:
+        return
+    if "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ:
+        return
+    os.environ["GOMP_SPINCOUNT"] = GOMP_SPINCOUNT
+
+
 if "NUMBA_THREADING_LAYER" not in os.environ:
+    _shorten_openmp_spinning()
     numba.config.THREADING_LAYER = "omp" if _openmp_loads() else "workqueue"
 
 #: True in a process forked from one whose kernels had started OpenMP's threads.

@@ -213,3 +213,26 @@ def test_default_threading_layer_is_openmp_where_it_loads():
     env["NUMBA_THREADING_LAYER"] = "workqueue"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.split()[0] == "workqueue"  # the user's choice stands
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected"),
+    [
+        ({}, "30000"),  # numbaspike's default, set before Numba loads OpenMP
+        ({"GOMP_SPINCOUNT": "5"}, "5"),  # the user's value stands
+        ({"OMP_WAIT_POLICY": "PASSIVE"}, None),  # so does the user's wait policy
+        ({"NUMBA_THREADING_LAYER": "workqueue"}, None),  # no OpenMP: nothing to set
+    ],
+)
+def test_openmp_spin_count_default(preset, expected):
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, numbaspike\nprint(os.environ.get('GOMP_SPINCOUNT'))"
+    drop = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(preset)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(expected)
