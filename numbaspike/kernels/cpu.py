@@ -410,13 +410,6 @@ def _store_range(out, e0, buf, m):
 
 
 @njit(inline="always")
-def _copy_range(src, e0, buf, m):
-    """``buf[:m] = src[e0:e0+m]``."""
-    for k in range(m):
-        buf[k] = src[e0 + k]
-
-
-@njit(inline="always")
 def _add_range(out, e0, buf, m):
     """``out[e0:e0+m] += buf[:m]``."""
     for k in range(m):
@@ -503,21 +496,22 @@ def _lif_feed_forward_forward_item(
     vtf, itf = _flat(v_out), _flat(i_out)
     vf, if_ = v.reshape(v.size), i.reshape(i.size)
     vv, ii = vf[e0:e1].copy(), if_[e0:e1].copy()
-    hb, i1b, zb, xb = (np.empty(m, x.dtype), np.empty(m, x.dtype), np.empty(m, x.dtype),
-                       np.empty(m, x.dtype))  # fmt: skip
-    # z_out may be x (an in-place forward pass): the step then reads a copy of x, since a
-    # loop that wrote z while reading the same memory as x fell back to scalar code
+    hb, i1b, zb = np.empty(m, x.dtype), np.empty(m, x.dtype), np.empty(m, x.dtype)
+    # z_out may be x (an in-place forward pass): the step then writes its spikes to a local
+    # buffer, copied over x after it. The step loop writing z into x's own rows ran 1.5-1.7x
+    # slower (measured at T=500 B=16 N=512 float32, one thread: 12.2-13.5 against
+    # 7.9-9.3 ms), and so did reading a copy of the row of x while writing z into x.
     in_place = store_z and z_out.ctypes.data == x.ctypes.data
     for t in range(n_steps):
         zt = zf[t, e0:e1] if store_z else zb
         ht = hf[t, e0:e1] if store_h else hb
         it = i1f[t, e0:e1] if store_i1 else i1b
         if in_place:
-            _copy_range(xf[t], e0, xb, m)
             _lif_step_row(
-                xb, am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth, vv, ii, zt,
-                ht, it,
+                xf[t, e0:e1], am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth, vv,
+                ii, zb, ht, it,
             )  # fmt: skip
+            _store_range(zf[t], e0, zb, m)
         else:
             _lif_step_row(
                 xf[t, e0:e1], am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth,
