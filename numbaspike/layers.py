@@ -64,6 +64,26 @@ def _check_layer_input(name: str, x, n_in: int, dtype, check_finite: bool = True
     return x
 
 
+def _check_events(name: str, events, n_in: int):
+    """Events given as a layer input: their shape, step count and values."""
+    m_rows, cols = events.shape
+    if cols != n_in:
+        raise ValueError(f"{name} must be events of shape (T*B, {n_in}), got {events.shape}")
+    if events.steps is None or events.steps <= 0 or m_rows % events.steps:
+        raise ValueError(
+            f"{name}: SpikeEvents need steps (T, with T*B rows) to be a layer input, got "
+            f"steps={events.steps} for {m_rows} rows (see SpikeDataset.batch_events)"
+        )
+    if events.row_ptr.shape != (m_rows + 1,) or events.cols.shape != (int(events.row_ptr[-1]),):
+        raise ValueError(f"{name}: inconsistent SpikeEvents (row_ptr and cols do not match)")
+    cols = events.cols
+    if cols.dtype.kind not in "iu" or (cols.size and (cols.min() < 0 or cols.max() >= n_in)):
+        raise ValueError(f"{name}: event columns must be integers in [0, {n_in})")
+    if events.values is not None and not sum_is_finite(events.values):
+        raise ValueError(f"{name} contains NaN or inf event values")
+    return events
+
+
 def _add_matmul_tn(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
     """``out += a.T @ b`` for ``a`` (M, P), ``b`` (M, Q), ``out`` (P, Q).
 
@@ -199,12 +219,28 @@ class Linear(Layer):
         return {"type": "Linear", "n_in": self.n_in, "n_out": self.n_out, "bias": self.bias}
 
     def forward(self, x) -> tuple[np.ndarray, LinearTape]:
-        """Project ``x`` (T, B, n_in) to (T, B, n_out)."""
+        """Project ``x`` (T, B, n_in) to (T, B, n_out).
+
+        ``x`` may also be the events of such an input
+        (:class:`~numbaspike.kernels.projection.SpikeEvents` with ``steps``, e.g. from
+        :meth:`~numbaspike.data.SpikeDataset.batch_events`): the event-driven path then
+        runs on them directly, with no dense input to build or scan."""
+        w = self._params["weight"]
+        if isinstance(x, projection.SpikeEvents):
+            events = _check_events("x", x, self.n_in)
+            n_steps = events.steps
+            batch = events.shape[0] // n_steps
+            y = buffers.empty((events.shape[0], self.n_out), self.dtype)
+            projection.events_matmul(events, np.ascontiguousarray(w.T), y)
+            if self.bias:
+                y += self._params["bias"]
+            return y.reshape(n_steps, batch, self.n_out), LinearTape(
+                None, True, (n_steps, batch, self.n_in), events
+            )
         x = _check_layer_input("x", x, self.n_in, self.dtype, check_finite=False)
         n_steps, batch, _ = x.shape
         flat = x.reshape(-1, self.n_in)
         sparse = projection.use_sparse_path(projection.density(flat), self.n_out)
-        w = self._params["weight"]
         if sparse:
             events = projection.spike_events(flat)
             # NaN and inf are events: their finiteness is that of the event values (None:

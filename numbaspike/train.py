@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .network import Sequential
+from .validation import sum_is_finite
 
 __all__ = ["History", "TrainingDivergedError", "train_step", "evaluate", "fit"]
 
@@ -47,11 +48,27 @@ class History:
         )
 
 
-def _iterate(data, batch_size, shuffle, seed, dtype):
+def _iterate(data, batch_size, shuffle, seed, net: Sequential):
     from .data import iterate_batches
 
     rng = np.random.default_rng(seed) if shuffle else None
-    return iterate_batches(data, batch_size, shuffle=shuffle, seed=rng, dtype=dtype)
+    return iterate_batches(
+        data, batch_size, shuffle=shuffle, seed=rng, dtype=net.dtype, events=_use_events(net, data)
+    )
+
+
+def _use_events(net: Sequential, data) -> bool:
+    """Feed the batches as events (:meth:`~numbaspike.data.SpikeDataset.batch_events`) when
+    the first layer is a :class:`~numbaspike.layers.Linear` that would take its event path
+    at the data's mean density anyway: no dense batch to build and scan."""
+    from .kernels.projection import use_sparse_path
+    from .layers import Linear
+
+    first = net.layers[0]
+    if not isinstance(first, Linear):
+        return False
+    density = data.n_events / max(1, len(data) * data.steps * data.n_inputs)
+    return use_sparse_path(density, first.n_out)
 
 
 def train_step(
@@ -67,7 +84,7 @@ def train_step(
 
     Parameters
     ----------
-    x : ndarray (T, B, n_in)
+    x : ndarray (T, B, n_in), or SpikeEvents for a Linear first layer
     labels : ndarray (B,)
     loss : callable ``loss(y, labels) -> (value, dL/dy)`` with ``predict(y)``
     optimizer : an optimiser from :mod:`numbaspike.optim` over ``net.parameters()``
@@ -95,7 +112,7 @@ def train_step(
     net.backward(grad_y, tape, output_grads=output_grads)
     grads = net.gradients()
     for name, g in grads.items():
-        if not np.all(np.isfinite(g)):
+        if not sum_is_finite(g) and not np.isfinite(g).all():  # one fast pass when finite
             raise TrainingDivergedError(
                 f"gradient of {name} is not finite; lower the learning rate"
             )
@@ -115,7 +132,7 @@ def evaluate(net: Sequential, data, loss, batch_size: int = 256) -> tuple[float,
         raise ValueError("data is empty")
     total_loss = 0.0
     correct = 0
-    for x, labels in _iterate(data, batch_size, False, None, net.dtype):
+    for x, labels in _iterate(data, batch_size, False, None, net):
         y, _ = net.forward(x)
         value, _ = loss(y, labels)
         total_loss += value * len(labels)
@@ -175,7 +192,7 @@ def fit(
         seen = correct = 0
         loss_sum = 0.0
         bar = tqdm(
-            _iterate(train, batch_size, True, [seed, epoch], net.dtype),
+            _iterate(train, batch_size, True, [seed, epoch], net),
             total=n_batches,
             desc=f"epoch {epoch + 1}/{epochs}",
             disable=not progress,

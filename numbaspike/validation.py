@@ -35,6 +35,11 @@ def as_float_array(
     """
     if value is None:
         raise TypeError(f"{name} must be an array{' of shape ' + shape_doc if shape_doc else ''}")
+    if hasattr(value, "row_ptr") and hasattr(value, "cols"):  # SpikeEvents (not imported here)
+        raise TypeError(
+            f"{name} is SpikeEvents: only a Linear layer takes events as its input; "
+            f"pass a dense array here ({name}.to_dense().reshape(T, B, -1))"
+        )
     arr = value if isinstance(value, np.ndarray) else np.asarray(value)
     if arr.dtype.kind not in "fiub" or arr.dtype == np.float16:
         raise TypeError(

@@ -409,6 +409,44 @@ class SpikeDataset:
                 out[flat] = 1
         return out.reshape(self._steps, batch, self._n_inputs)
 
+    def batch_events(self, indices: IndexLike = None, dtype=np.float32):
+        """The spikes of the samples ``indices`` as the events of a time-major batch, for a
+        :class:`~numbaspike.layers.Linear` first layer: what :meth:`dense` would return,
+        without building it (or scanning it for its spikes in the layer).
+
+        Parameters
+        ----------
+        indices : sequence of int, int array, boolean mask (S,) or slice, optional
+            Samples of the batch, in that order; default all.
+        dtype : float32 or float64
+            dtype of the layer input the events stand for.
+
+        Returns
+        -------
+        numbaspike.kernels.projection.SpikeEvents
+            Of shape ``(T·B, N)`` with ``steps = T``: row ``t·B + b`` holds the inputs that
+            spiked at step ``t`` of sample ``b`` (several spikes in one bin count once, as
+            in :meth:`dense`); ``values`` is None (all spikes are 1).
+        """
+        from ..kernels.projection import events_from_coordinates
+        from ..validation import FLOAT_DTYPES
+
+        dtype = np.dtype(dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        idx = self._indices(indices)
+        batch = idx.shape[0]
+        if batch == 0:
+            raise ValueError("indices selects no sample")
+        offsets, positions = self._gather(idx)
+        rows = self._times[positions].astype(np.int64)
+        rows *= batch
+        rows += np.repeat(np.arange(batch, dtype=np.int64), np.diff(offsets))
+        return events_from_coordinates(
+            rows, self._units[positions], (self._steps * batch, self._n_inputs), dtype,
+            steps=self._steps,
+        )  # fmt: skip
+
 
 # ---------------------------------------------------------------------- splitting and batching
 def _check_dataset(dataset) -> SpikeDataset:
@@ -476,6 +514,7 @@ def iterate_batches(
     drop_last: bool = False,
     *,
     dtype=np.float32,
+    events: bool = False,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Iterate once over a dataset in mini-batches (one epoch).
 
@@ -494,10 +533,13 @@ def iterate_batches(
         Skip the final batch if it has fewer than ``batch_size`` samples.
     dtype : numpy dtype
         dtype of ``x`` (default float32).
+    events : bool
+        Yield each batch as :meth:`SpikeDataset.batch_events` (for a network whose first
+        layer is a :class:`~numbaspike.layers.Linear`) instead of a dense array.
 
     Yields
     ------
-    x : ndarray, shape (T, B, N), C-contiguous
+    x : ndarray, shape (T, B, N), C-contiguous, or SpikeEvents
         Spikes (0/1), time-major.
     labels : ndarray, shape (B,), int64
     """
@@ -514,6 +556,7 @@ def iterate_batches(
     def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for start in range(0, stop, batch_size):
             idx = order[start : start + batch_size]
-            yield dataset.dense(idx, dtype=dtype), dataset.labels[idx].copy()
+            x = dataset.batch_events(idx, dtype) if events else dataset.dense(idx, dtype=dtype)
+            yield x, dataset.labels[idx].copy()
 
     return batches()

@@ -34,6 +34,7 @@ from .intrinsics import trailing_zeros as _trailing_zeros
 __all__ = [
     "SpikeEvents",
     "spike_events",
+    "events_from_coordinates",
     "events_matmul",
     "events_weight_grad",
     "narrow_matmul",
@@ -76,6 +77,11 @@ class SpikeEvents:
         ``(M, n_in)``, the shape of ``x``.
     dtype : numpy.dtype
         The dtype of ``x``.
+    steps : int or None
+        For the events of a time-major batch (T, B, n_in) seen as ``M = T·B`` rows: ``T``
+        (row ``t·B + b`` is step ``t`` of sample ``b``). A :class:`~numbaspike.layers.Linear`
+        layer takes such events as its input (see
+        :meth:`numbaspike.data.SpikeDataset.batch_events`).
     """
 
     row_ptr: np.ndarray
@@ -83,6 +89,7 @@ class SpikeEvents:
     values: np.ndarray | None
     shape: tuple[int, int]
     dtype: np.dtype
+    steps: int | None = None
 
     @property
     def nnz(self) -> int:
@@ -148,6 +155,66 @@ def spike_events(x) -> SpikeEvents:
         shape=(m_rows, n_in),
         dtype=x.dtype,
     )
+
+
+def events_from_coordinates(rows, cols, shape, dtype=np.float32, steps=None) -> SpikeEvents:
+    """Binary :class:`SpikeEvents` of the spikes at ``(rows[e], cols[e])``.
+
+    The pairs may come in any order and repeat (a repeated pair is one spike, as in a
+    raster clipped to 0/1). Serial and O(nnz + M·n_in/64): a bit mask per row is set from
+    the pairs, then its set bits are read back in column order (as in :func:`spike_events`).
+
+    Parameters
+    ----------
+    rows, cols : int arrays, shape (E,)
+        Row in ``[0, M)`` and column in ``[0, n_in)`` of each spike (not checked: callers
+        pass validated coordinates).
+    shape : tuple of int
+        ``(M, n_in)``.
+    dtype : float32 or float64
+        The dtype of the dense array the events stand for.
+    steps : int, optional
+        See :attr:`SpikeEvents.steps`.
+    """
+    m_rows, n_in = shape
+    masks = np.zeros((m_rows, (n_in + _WORD - 1) // _WORD), np.uint64)
+    row_ptr = np.empty(m_rows + 1, np.int64)
+    row_ptr[0] = 0
+    _coordinate_masks(
+        np.ascontiguousarray(rows, np.int64), np.ascontiguousarray(cols, np.int64), masks,
+        row_ptr[1:],
+    )  # fmt: skip
+    np.cumsum(row_ptr[1:], out=row_ptr[1:])
+    out_cols = np.empty(int(row_ptr[-1]), np.int32)
+    _mask_columns(masks, row_ptr, out_cols)
+    return SpikeEvents(row_ptr, out_cols, None, (m_rows, n_in), np.dtype(dtype), steps)
+
+
+@njit(cache=True)
+def _coordinate_masks(rows, cols, masks, counts):
+    """Set bit ``cols[e] % 64`` of ``masks[rows[e], cols[e] // 64]``; ``counts[m]``: the set
+    bits of row ``m``."""
+    for e in range(rows.shape[0]):
+        j = cols[e]
+        masks[rows[e], j >> 6] |= np.uint64(1) << np.uint64(j & 63)
+    for m in range(masks.shape[0]):
+        count = 0
+        for w in range(masks.shape[1]):
+            count += _popcount(masks[m, w])
+        counts[m] = count
+
+
+@njit(cache=True)
+def _mask_columns(masks, row_ptr, cols):
+    """The columns of the set bits of ``masks``, row by row, in increasing order."""
+    for m in range(masks.shape[0]):
+        e = row_ptr[m]
+        for w in range(masks.shape[1]):
+            word = masks[m, w]
+            while word:
+                cols[e] = w * _WORD + _trailing_zeros(word)
+                e += 1
+                word &= word - np.uint64(1)
 
 
 def _always_parallel(args) -> int:
