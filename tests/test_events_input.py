@@ -4,7 +4,6 @@ Linear.forward on events, iterate_batches(events=True) and fit's choice of them.
 import numpy as np
 import pytest
 
-from numbaspike import LIFParameters
 from numbaspike.data import SpikeDataset, iterate_batches, make_randman
 from numbaspike.kernels import projection
 from numbaspike.layers import LI, LIF, LIFRecurrent, Linear
@@ -181,4 +180,3 @@ def test_iterate_batches_yields_events_when_asked():
     for (x, lx), (e, le) in zip(dense, events, strict=True):
         np.testing.assert_array_equal(lx, le)
         np.testing.assert_array_equal(e.to_dense().reshape(x.shape), x)
-    assert LIFParameters  # the public API stays importable alongside
