@@ -84,8 +84,15 @@ def _check_events(name: str, events, n_in: int):
     return events
 
 
-def _add_matmul_tn(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
-    """``out += a.T @ b`` for ``a`` (M, P), ``b`` (M, Q), ``out`` (P, Q).
+def _add_matmul_tn(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
+    """``out += a.T @ b`` for ``a`` (M, P), ``b`` (M, Q), ``out`` (P, Q); returns False, and
+    leaves ``out`` unchanged, if the product is not finite.
+
+    That checks ``a`` for NaN and inf: a non-finite ``a[m, p]`` makes the whole row ``p``
+    of ``a.T @ b`` non-finite (even where ``b`` is 0: ``NaN * 0`` and ``inf * 0`` are NaN),
+    so one reduction over the (P, Q) product replaces one over ``a``, which is ``M / Q``
+    times larger (the (T·B, n) gradient of a Linear layer: 0.8 ms of a 60 ms Linear+LIF
+    step at n = 512).
 
     The product goes to a scratch array (reused from call to call, see
     :mod:`~numbaspike.kernels.scratch`) by NumPy's BLAS, then is added to ``out``. A BLAS
@@ -95,8 +102,12 @@ def _add_matmul_tn(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
     NumPy's takes 0.7 ms, measured on the 2-core reference machine).
     """
     product = scratch.empty("matmul_tn", out.shape, out.dtype)
-    np.matmul(a.T, b, out=product)
+    with np.errstate(over="ignore", invalid="ignore"):  # reported by the caller
+        np.matmul(a.T, b, out=product)
+    if not sum_is_finite(product):
+        return False
     out += product
+    return True
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -261,7 +272,8 @@ class Linear(Layer):
     def backward(self, grad_y, tape: LinearTape, need_input_grad: bool = True):
         r""":math:`\partial L/\partial W = g^\top x`, :math:`\partial L/\partial x = g W`."""
         n_steps, batch, _ = tape.shape
-        g = as_float_array("grad_y", grad_y, ndim=3, dtype=self.dtype)
+        # the dense path checks grad_y through its product with the input (below)
+        g = as_float_array("grad_y", grad_y, ndim=3, dtype=self.dtype, check_finite=tape.sparse)
         if g.shape != (n_steps, batch, self.n_out):
             raise ValueError(
                 f"grad_y must have shape {(n_steps, batch, self.n_out)}, got {g.shape}"
@@ -272,7 +284,12 @@ class Linear(Layer):
             projection.events_weight_grad(tape.events, g, grad_w_t)
             self._grads["weight"] += grad_w_t.T
         else:
-            _add_matmul_tn(self._grads["weight"], g, tape.x)
+            if not _add_matmul_tn(self._grads["weight"], g, tape.x):
+                check_all_finite("grad_y", g.reshape(n_steps, batch, self.n_out))
+                raise ValueError(
+                    "grad_y is finite but the weight gradient overflowed (grad_y or the layer "
+                    "input is too large, or the input was changed after the forward pass)"
+                )
         if self.bias:
             self._grads["bias"] += g.sum(axis=0)
         if not need_input_grad:

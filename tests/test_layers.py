@@ -319,6 +319,40 @@ def test_linear_names_non_finite_input(sparse, bad):
         lin.forward(x)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "spikes"])
+def test_linear_backward_names_non_finite_grad_y(sparse, bad, monkeypatch):
+    """The dense path checks grad_y through the weight-gradient product: a bad entry in a row
+    whose input is all zeros must be caught too (NaN * 0 is NaN); the gradient accumulated so
+    far is left unchanged."""
+    monkeypatch.setattr(projection, "use_sparse_path", lambda density, n_out: sparse)
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(20, 3, 40)).astype(np.float32)
+    x[5, 1] = 0.0  # the row of the bad gradient entry
+    lin = L.Linear(40, 30, seed=0)
+    _, tape = lin.forward(x)
+    assert tape.sparse is sparse
+    g = rng.normal(size=(20, 3, 30)).astype(np.float32)
+    lin.backward(g, tape)
+    before = lin.gradients()["weight"].copy()
+    g[5, 1, 17] = bad
+    kind = "NaN" if np.isnan(bad) else "inf"
+    with pytest.raises(
+        ValueError, match=rf"grad_y contains {kind} \(first at index \(5, 1, 17\)\)"
+    ):
+        lin.backward(g, tape)
+    np.testing.assert_array_equal(lin.gradients()["weight"], before)
+
+
+def test_linear_dense_backward_reports_an_overflowing_weight_gradient():
+    x = np.full((4, 2, 8), 1e30, np.float32)
+    lin = L.Linear(8, 5, seed=0)
+    _, tape = lin.forward(x)
+    assert not tape.sparse
+    with pytest.raises(ValueError, match="grad_y is finite but the weight gradient overflowed"):
+        lin.backward(np.full((4, 2, 5), 1e30, np.float32), tape)
+
+
 def test_linear_sparse_path_accepts_large_finite_events():
     """Event values whose sum overflows float32 are still finite inputs."""
     x = np.zeros((30, 4, 50), np.float32)
