@@ -16,11 +16,11 @@ After a parallel region GNU OpenMP's idle threads spin for ``GOMP_SPINCOUNT`` it
 (300 000 by default, a few milliseconds) before they sleep, and meanwhile take the cores
 from whatever runs next: on the 2-core reference machine (AMD EPYC) the weight-gradient
 product of the Linear+LIF step (n = 512), which follows the LIF backward kernel, took
-30-31 ms instead of 22-23 ms, and the step 65-75 ms instead of 59-62 ms. Unless
+30-31 ms instead of 23-24 ms, and the step 65-75 ms instead of 60-62.5 ms. Unless
 ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY`` is set, numbaspike sets ``GOMP_SPINCOUNT=30000``
 before Numba loads OpenMP. Much shorter spinning costs a wake-up per parallel region
-instead: the SHD-sized step (15 regions, no BLAS) took 27-32 ms with 1 000 or 3 000 and
-23-25 ms with 30 000 or the default (measured alternately, 25 steps per process).
+instead: the SHD-sized step (15 regions, no BLAS) took 27-33 ms with 1 000 or 3 000 and
+21.5-27.5 ms with 30 000 or the default (measured alternately, 25 steps per process).
 
 GNU OpenMP does not survive ``fork()``: Numba terminates a forked child that opens a
 parallel region after its parent had used OpenMP. numbaspike registers a fork handler so
