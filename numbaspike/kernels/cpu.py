@@ -15,7 +15,10 @@ as a serial version in which ``prange`` is a plain ``range``; both are cached on
 (``cache=True``; tests/test_cache.py checks that kernels loaded from the cache give
 bit-identical results). The public names are small dispatchers that run the serial version for
 problems too small to repay opening a parallel region (:data:`SERIAL_WORK`); both give
-bit-identical results, since no kernel reduces across threads.
+bit-identical results, since no kernel reduces across threads. Most kernels are a short
+shell around a work-item function (a batch row, a chunk of neurons, all steps) that both
+variants call by address (:mod:`.work_items`): the item is compiled and cached once, not
+re-optimised inside each shell.
 
 Within a step, a block of neurons is processed in short passes over local buffers (integrate,
 spike, reset; surrogate, adjoint, parameter gradients), each pass branch-free with the
