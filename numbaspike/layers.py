@@ -239,35 +239,30 @@ class Linear(Layer):
         w = self._params["weight"]
         if isinstance(x, projection.SpikeEvents):
             events = _check_events("x", x, self.n_in)
-            n_steps = events.steps
-            batch = events.shape[0] // n_steps
+            shape = (events.steps, events.shape[0] // events.steps, self.n_in)
+            sparse = True
+        else:
+            x = _check_layer_input("x", x, self.n_in, self.dtype, check_finite=False)
+            shape = x.shape
+            flat = x.reshape(-1, self.n_in)
+            sparse = projection.use_sparse_path(projection.density(flat), self.n_out)
+            if sparse:
+                events = projection.spike_events(flat)
+                # NaN and inf are events: their finiteness is that of the event values
+                # (None: all exactly 1), not a pass over the whole input
+                if events.values is not None and not sum_is_finite(events.values):
+                    check_all_finite("x", x)
+        if sparse:
             y = buffers.empty((events.shape[0], self.n_out), self.dtype)
             projection.events_matmul(events, np.ascontiguousarray(w.T), y)
-            if self.bias:
-                y += self._params["bias"]
-            return y.reshape(n_steps, batch, self.n_out), LinearTape(
-                None, True, (n_steps, batch, self.n_in), events
-            )
-        x = _check_layer_input("x", x, self.n_in, self.dtype, check_finite=False)
-        n_steps, batch, _ = x.shape
-        flat = x.reshape(-1, self.n_in)
-        sparse = projection.use_sparse_path(projection.density(flat), self.n_out)
-        if sparse:
-            events = projection.spike_events(flat)
-            # NaN and inf are events: their finiteness is that of the event values (None:
-            # all exactly 1), not a pass over the whole input
-            if events.values is not None and not sum_is_finite(events.values):
-                check_all_finite("x", x)
-            y = buffers.empty((flat.shape[0], self.n_out), self.dtype)
-            projection.events_matmul(events, np.ascontiguousarray(w.T), y)
-            tape = LinearTape(None, True, x.shape, events)
+            tape = LinearTape(None, True, shape, events)
         else:
             check_all_finite("x", x)
             y = _matmul(flat, w.T)
-            tape = LinearTape(flat, False, x.shape)
+            tape = LinearTape(flat, False, shape)
         if self.bias:
             y += self._params["bias"]
-        return y.reshape(n_steps, batch, self.n_out), tape
+        return y.reshape(shape[0], shape[1], self.n_out), tape
 
     def backward(self, grad_y, tape: LinearTape, need_input_grad: bool = True):
         r""":math:`\partial L/\partial W = g^\top x`, :math:`\partial L/\partial x = g W`."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .network import Sequential
-from .validation import sum_is_finite
+from .validation import all_finite
 
 __all__ = ["History", "TrainingDivergedError", "train_step", "evaluate", "fit"]
 
@@ -112,7 +112,7 @@ def train_step(
     net.backward(grad_y, tape, output_grads=output_grads)
     grads = net.gradients()
     for name, g in grads.items():
-        if not sum_is_finite(g) and not np.isfinite(g).all():  # one fast pass when finite
+        if not all_finite(g):
             raise TrainingDivergedError(
                 f"gradient of {name} is not finite; lower the learning rate"
             )

@@ -72,6 +72,11 @@ def sum_is_finite(arr: np.ndarray) -> bool:
         return bool(np.isfinite(np.add.reduce(arr, axis=None)))
 
 
+def all_finite(arr: np.ndarray) -> bool:
+    """Whether ``arr`` holds no NaN or inf (one fast reduction in the common case)."""
+    return arr.size == 0 or sum_is_finite(arr) or bool(np.isfinite(arr).all())
+
+
 def check_all_finite(name: str, arr: np.ndarray) -> None:
     """Raise ``ValueError`` if ``arr`` holds NaN or inf (one fast reduction in the common case)."""
     if arr.size == 0 or sum_is_finite(arr):

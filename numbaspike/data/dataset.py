@@ -348,6 +348,15 @@ class SpikeDataset:
         positions += np.repeat(starts - offsets[:-1], lengths)
         return offsets, positions
 
+    def _batch_rows(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The row ``t·B + b`` (int64, a fresh array) of each event of the time-major batch of
+        samples ``idx``, and the events' positions in the storage."""
+        offsets, positions = self._gather(idx)
+        rows = self._times[positions].astype(np.int64)
+        rows *= idx.shape[0]
+        rows += np.repeat(np.arange(idx.shape[0], dtype=np.int64), np.diff(offsets))
+        return rows, positions
+
     def subset(self, indices: IndexLike) -> SpikeDataset:
         """A new dataset holding the samples ``indices`` in that order.
 
@@ -396,11 +405,7 @@ class SpikeDataset:
         batch = idx.shape[0]
         out = np.zeros(self._steps * batch * self._n_inputs, dtype=dtype)
         if batch:
-            offsets, positions = self._gather(idx)
-            sample = np.repeat(np.arange(batch, dtype=np.int64), np.diff(offsets))
-            flat = self._times[positions].astype(np.int64)
-            flat *= batch
-            flat += sample
+            flat, positions = self._batch_rows(idx)
             flat *= self._n_inputs
             flat += self._units[positions]
             if keep_counts:
@@ -438,10 +443,7 @@ class SpikeDataset:
         batch = idx.shape[0]
         if batch == 0:
             raise ValueError("indices selects no sample")
-        offsets, positions = self._gather(idx)
-        rows = self._times[positions].astype(np.int64)
-        rows *= batch
-        rows += np.repeat(np.arange(batch, dtype=np.int64), np.diff(offsets))
+        rows, positions = self._batch_rows(idx)
         return events_from_coordinates(
             rows, self._units[positions], (self._steps * batch, self._n_inputs), dtype,
             steps=self._steps,

@@ -1115,20 +1115,11 @@ def _pair(fn, work, item=None, **options):
     parallel = njit(parallel=True, cache=True, **options)(fn)
     serial = njit(cache=True, **options)(_renamed(fn, "_serial"))
 
-    if item is None:
-
-        def kernel(*args):
-            if work(args) >= SERIAL_WORK and parallel_allowed():
-                return parallel(*args)
-            return serial(*args)
-
-    else:
-
-        def kernel(*args):
-            address, key = item.address(args)
-            if work(args) >= SERIAL_WORK and parallel_allowed():
-                return parallel(address, key, *args)
-            return serial(address, key, *args)
+    def kernel(*args):
+        run = parallel if work(args) >= SERIAL_WORK and parallel_allowed() else serial
+        if item is None:
+            return run(*args)
+        return run(*item.address(args), *args)
 
     kernel.__name__ = fn.__name__.lstrip("_")
     kernel.__doc__ = fn.__doc__
@@ -1156,12 +1147,14 @@ def _recurrent_pair(stepwise_fn, batchwise_fn, item):
         n_steps, batch, _ = args[0].shape
         work = _recurrent_work(args)
         if work < SERIAL_WORK or not parallel_allowed():
-            return serial(*item.address(args), *args)
-        if batch >= get_num_threads():
-            return batchwise(*item.address(args), *args)
-        if work // n_steps >= STEPWISE_WORK:
+            run = serial
+        elif batch >= get_num_threads():
+            run = batchwise
+        elif work // n_steps >= STEPWISE_WORK:
             return stepwise(*args)
-        return serial(*item.address(args), *args)
+        else:
+            run = serial
+        return run(*item.address(args), *args)
 
     kernel.__name__ = batchwise_fn.__name__.replace("_batchwise", "").lstrip("_")
     kernel.__doc__ = stepwise_fn.__doc__
