@@ -63,14 +63,10 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def side_env(side: str) -> dict[str, str]:
     """Extra environment of a side: ``"<side>@1t"`` runs the numba kernels on one thread
-    (``NUMBA_NUM_THREADS=1``; BLAS keeps its threads), to show what threading buys.
-    numbaspike sides get ``OPENBLAS_THREAD_TIMEOUT=16`` (unless set), as ``import numbaspike``
-    sets it when it comes before NumPy (see ``numbaspike/threads.py``); the workers import
-    NumPy first."""
-    env = {"NUMBA_NUM_THREADS": "1"} if side.endswith("@1t") else {}
-    if side.startswith("numbaspike"):
-        env["OPENBLAS_THREAD_TIMEOUT"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "16")
-    return env
+    (``NUMBA_NUM_THREADS=1``; BLAS keeps its threads), to show what threading buys. The
+    workers import NumPy first, as users do; ``import numbaspike`` then shortens OpenBLAS's
+    spinning by itself (see ``numbaspike/blas_spin.py``)."""
+    return {"NUMBA_NUM_THREADS": "1"} if side.endswith("@1t") else {}
 
 
 def removed_openblas_vars() -> dict[str, str]:

@@ -20,16 +20,12 @@ Results: ``benchmarks/results/sparse_backward.json`` and a Markdown table on std
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-# as for the numbaspike sides of the other benchmarks (see _harness.side_env)
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -1,10 +1,8 @@
 """numbaspike: spiking neural networks on Numba kernels with hand-written, verified BPTT."""
 
-import os as _os
-import sys as _sys
+from .blas_spin import shorten_loaded_openblas_spinning as _shorten_blas_spinning
 
-if "numpy" not in _sys.modules:  # must precede OpenBLAS's start-up; see numbaspike.threads
-    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
+_shorten_blas_spinning()  # before NumPy loads OpenBLAS if it has not yet; see blas_spin
 
 from . import buffers  # noqa: E402
 from .functional import (  # noqa: E402
@@ -21,9 +19,9 @@ from .functional import (  # noqa: E402
     lif_forward,
     lif_simulate,
 )
-from .params import LIFParameters, LIParameters
-from .surrogates import SURROGATE_NAMES, surrogate_derivative, surrogate_forward
-from .threads import get_num_threads, set_num_threads
+from .params import LIFParameters, LIParameters  # noqa: E402
+from .surrogates import SURROGATE_NAMES, surrogate_derivative, surrogate_forward  # noqa: E402
+from .threads import get_num_threads, set_num_threads  # noqa: E402
 
 __version__ = "0.1.0"
 

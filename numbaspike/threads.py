@@ -32,12 +32,11 @@ the ``"spawn"`` or ``"forkserver"`` method of :mod:`multiprocessing`, or set
 OpenBLAS's idle threads spin for about 2^28 cycles (~0.1 s) after every BLAS call before they
 sleep, and meanwhile take the cores from the next Numba kernel: an SHD-sized training step
 with one small BLAS product per step was measured 83 ms with the default and 64 ms with
-``OPENBLAS_THREAD_TIMEOUT=16`` (2^16 cycles). OpenBLAS reads this variable once, when NumPy
-loads it, so ``import numbaspike`` sets it (unless already set) only when NumPy is not yet
-imported; otherwise set it in the environment yourself. Spiking networks mostly avoid the
-question: event-driven and narrow projections call no BLAS, and while the spinning is long
-narrow layers keep the event path (:func:`numbaspike.kernels.projection.use_sparse_path`),
-so the SHD step no longer depends on the import order.
+``OPENBLAS_THREAD_TIMEOUT=16`` (2^16 cycles). ``import numbaspike`` sets this variable
+(unless set) and, when NumPy had already loaded OpenBLAS, restarts OpenBLAS's thread pool so
+that it applies (:mod:`numbaspike.blas_spin`). Where that cannot be done the variable stays
+unset, and narrow layers keep the event path, which calls no BLAS
+(:func:`numbaspike.kernels.projection.use_sparse_path`).
 """
 
 from __future__ import annotations

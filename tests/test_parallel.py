@@ -1,6 +1,8 @@
 """The serial, batch-parallel and step-parallel kernel variants agree bit for bit, and the
 results do not depend on the thread count."""
 
+import os
+
 import numba
 import numpy as np
 import pytest
@@ -129,7 +131,37 @@ def _openblas_timeout_after(code: str, env_value: str | None) -> str:
 def test_import_shortens_openblas_spinning_only_before_numpy_loads_it():
     assert _openblas_timeout_after("import numbaspike", None) == "16"
     assert _openblas_timeout_after("import numbaspike", "28") == "28"  # the user's choice
-    assert _openblas_timeout_after("import numpy, numbaspike", None) == "None"  # too late
+    # NumPy first: OpenBLAS has read the environment; its pool is restarted to apply it
+    assert _openblas_timeout_after("import numpy, numbaspike", None) == "16"
+    assert _openblas_timeout_after("import numpy, numbaspike", "28") == "28"
+    # ... but not while another Python thread might be inside a BLAS call
+    busy = "import numpy, threading, time; threading.Thread(target=time.sleep, args=(1,)).start()"
+    assert _openblas_timeout_after(busy + "; import numbaspike", None) == "None"
+
+
+def test_import_after_numpy_restarts_openblas_with_the_short_timeout():
+    import ast
+    import subprocess
+    import sys
+
+    from numbaspike.blas_spin import loaded_openblas_paths
+
+    if not loaded_openblas_paths():
+        pytest.skip("NumPy here does not use OpenBLAS")
+    code = (
+        "import numpy as np; a = np.ones((256, 256)); a @ a; import ctypes, numbaspike; "
+        "from numbaspike.blas_spin import loaded_openblas_paths as paths; "
+        "print([ctypes.CDLL(p).openblas_thread_timeout() for p in paths()]); "
+        "b = np.arange(65536.0).reshape(256, 256); print(float((b @ b).sum()))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    timeouts, total = out.stdout.splitlines()
+    timeouts = ast.literal_eval(timeouts)
+    assert timeouts and all(t == 16 for t in timeouts)
+    b = np.arange(65536.0).reshape(256, 256)
+    assert float(total) == float((b @ b).sum())  # BLAS still computes after the restart
 
 
 _FORK_SCRIPT = r"""
