@@ -382,8 +382,8 @@ def _flush_param_grads(acc, b, n0, m, g_am, g_decay, g_vth, g_vleak):
 
 @njit
 def _store_row(out, t, b, n0, buf, m):
-    for k in range(m):
-        out[t, b, n0 + k] = buf[k]
+    """``out[t, b, n0:n0+m] = buf[:m]``."""
+    _store_range(out[t, b], n0, buf, m)
 
 
 @njit(inline="always")
@@ -407,23 +407,28 @@ def _copy_2d(src, dst):
 
 @njit(inline="always")
 def _store_range(out, e0, buf, m):
-    """``out[e0:e0+m] = buf[:m]`` (a loop: no shape checks to compile)."""
+    """``out[e0:e0+m] = buf[:m]`` (a loop: no shape checks to compile).
+
+    The loop indexes a view of the range, not ``out[e0 + k]``: Numba's wraparound of an index
+    LLVM cannot prove non-negative made that store a scalar loop (measured 2.5-3 ms of the
+    7-8 ms of an in-place LIF forward pass, T=500 B=16 N=512 float32, one thread)."""
+    dst = out[e0 : e0 + m]
     for k in range(m):
-        out[e0 + k] = buf[k]
+        dst[k] = buf[k]
 
 
 @njit(inline="always")
 def _add_range(out, e0, buf, m):
-    """``out[e0:e0+m] += buf[:m]``."""
+    """``out[e0:e0+m] += buf[:m]`` (through a view, as :func:`_store_range`)."""
+    dst = out[e0 : e0 + m]
     for k in range(m):
-        out[e0 + k] += buf[k]
+        dst[k] += buf[k]
 
 
 @njit(inline="always")
 def _store_state(out, b, n0, buf, m):
     """``out[b, n0:n0+m] = buf[:m]`` (a loop: no shape checks to compile)."""
-    for k in range(m):
-        out[b, n0 + k] = buf[k]
+    _store_range(out[b], n0, buf, m)
 
 
 # --- feed-forward LIF ---------------------------------------------------------------------
@@ -596,15 +601,17 @@ def _recurrent_current(z_row, w_t, n0, m, rb, fired):
     while e + 4 <= count:
         j0, j1, j2, j3 = fired[e], fired[e + 1], fired[e + 2], fired[e + 3]
         a0, a1, a2, a3 = z_row[j0], z_row[j1], z_row[j2], z_row[j3]
+        w0, w1 = w_t[j0, n0 : n0 + m], w_t[j1, n0 : n0 + m]
+        w2, w3 = w_t[j2, n0 : n0 + m], w_t[j3, n0 : n0 + m]
         for k in range(m):
-            c = n0 + k
-            rb[k] += (a0 * w_t[j0, c] + a1 * w_t[j1, c]) + (a2 * w_t[j2, c] + a3 * w_t[j3, c])
+            rb[k] += (a0 * w0[k] + a1 * w1[k]) + (a2 * w2[k] + a3 * w3[k])
         e += 4
     while e < count:
         j0 = fired[e]
         a0 = z_row[j0]
+        w0 = w_t[j0, n0 : n0 + m]
         for k in range(m):
-            rb[k] += a0 * w_t[j0, n0 + k]
+            rb[k] += a0 * w0[k]
         e += 1
 
 
@@ -628,8 +635,7 @@ def _recurrent_forward_block(
     _lif_step_row(
         rb, am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth, vv, ii, zt, ht, it
     )
-    for k in range(m):
-        z_next[n0 + k] = zt[k]
+    _store_range(z_next, n0, zt, m)
     if store_trace:
         _store_row(v_out, t, b, n0, vv, m)
         _store_row(i_out, t, b, n0, ii, m)
@@ -756,8 +762,9 @@ def _recurrent_adjoint_block(
     ``gz_buf`` (1, m) is scratch for dL/dz_t."""
     _recurrent_grad(gx, t + 1, b, 1, w_rec, n0, m, gz_buf, 0, 0)
     gzb = gz_buf[0]
+    gzt = grad_z[t, b, n0 : n0 + m]
     for k in range(m):
-        gzb[k] = grad_z[t, b, n0 + k] + gzb[k]
+        gzb[k] = gzt[k] + gzb[k]
     _adjoint_block_at(
         t, b, n0, m, gzb, gx[t, b, n0 : n0 + m], h, i1, v0, am, dd, ll, th, v_reset, reset_code,
         sg_code, alpha, smooth, detach, param_grads, gvb, gib, bufs, acc,

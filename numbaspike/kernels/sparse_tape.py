@@ -41,8 +41,9 @@ def _row_words(h, t, b, v_th, band, j0, width):
     """Spike and active masks of neurons ``j0 .. j0 + width - 1`` of row (t, b)."""
     spikes = np.uint64(0)
     active = np.uint64(0)
+    ht, th = h[t, b, j0 : j0 + width], v_th[j0 : j0 + width]
     for k in range(width):
-        u = h[t, b, j0 + k] - v_th[j0 + k]
+        u = ht[k] - th[k]
         spikes |= np.uint64(u > 0.0) << np.uint64(k)
         active |= np.uint64(abs(u) < band) << np.uint64(k)
     return spikes, active
