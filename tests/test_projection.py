@@ -86,6 +86,24 @@ def test_events_round_trip_to_the_dense_input(case, dtype):
     assert ev.density == pytest.approx(np.count_nonzero(x) / max(1, x.size))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("column", [0, 63, 64, 129, 149])  # full words and the tail word
+@pytest.mark.parametrize("value", [2.0, 0.5, -1.0, np.nan, 1.0 + 2.0**-20])
+def test_one_event_other_than_1_keeps_all_values(dtype, column, value):
+    """The first pass finds whether every event is exactly 1 (then no values are stored
+    and the second pass does not read x): one other value anywhere must keep them all."""
+    rng = np.random.default_rng(7)
+    x = (rng.random((300, 150)) < 0.05).astype(dtype)
+    x[217, column] = value
+    ev = P.spike_events(x)
+    assert ev.values is not None
+    rows, cols = np.nonzero(x)
+    np.testing.assert_array_equal(ev.cols, cols)
+    np.testing.assert_array_equal(ev.values, x[rows, cols])
+    x[217, column] = 1.0
+    assert P.spike_events(x).values is None
+
+
 def test_events_of_strided_input_and_special_values():
     x = np.zeros((6, 10))
     x[1, 2], x[2, 4], x[3, 6], x[4, 8] = np.nan, -0.0, np.inf, -3.0
