@@ -128,7 +128,7 @@ def _openblas_timeout_after(code: str, env_value: str | None) -> str:
     return out.stdout.strip()
 
 
-def test_import_shortens_openblas_spinning_only_before_numpy_loads_it():
+def test_import_shortens_openblas_spinning_unless_the_user_set_it():
     assert _openblas_timeout_after("import numbaspike", None) == "16"
     assert _openblas_timeout_after("import numbaspike", "28") == "28"  # the user's choice
     # NumPy first: OpenBLAS has read the environment; its pool is restarted to apply it
