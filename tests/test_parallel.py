@@ -55,6 +55,40 @@ def test_kernel_variants_are_bit_identical(variant, recurrent, dtype, batch):
         np.testing.assert_array_equal(a, b)
 
 
+def _backward_kernel(recurrent, gz, h, i1, w_rec, coeffs, param_grads):
+    batch, n = gz.shape[1:]
+    dtype = gz.dtype.type
+    gx, gv, gi = np.empty_like(gz), np.zeros((batch, n), dtype), np.zeros((batch, n), dtype)
+    gz_rec = np.zeros((batch, n), dtype)
+    param = [np.zeros((batch, n)) for _ in range(4)]
+    tape = (gz, h, i1 if param_grads else np.empty((0, 0, 0), dtype), np.zeros((batch, n), dtype))
+    modes = (dtype(0), 0, 0, dtype(100), False, False, param_grads)  # SuperSpike, zero reset
+    if recurrent:
+        cpu.lif_recurrent_backward(*tape, w_rec, *coeffs, *modes, gx, gv, gi, gz_rec, *param)
+    else:
+        cpu.lif_feed_forward_backward(*tape, *coeffs, *modes, gx, gv, gi, *param)
+    return gx, gv, gi, gz_rec
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_default_backward_matches_the_generic_passes(variant, recurrent, dtype):
+    """The default mode's one-loop adjoint (_superspike_adjoint_row) gives the bits of the
+    separate spike, surrogate and adjoint passes, which the parameter-gradient mode runs."""
+    rng = np.random.default_rng(4)
+    steps, batch, n = 9, 22, cpu.BLOCK + 37
+    gz = rng.normal(size=(steps, batch, n)).astype(dtype)
+    h = rng.normal(0.9, 0.5, (steps, batch, n)).astype(dtype)
+    i1 = rng.normal(size=(steps, batch, n)).astype(dtype)
+    w_rec = rng.normal(0, 0.3, (n, n)).astype(dtype)
+    coeffs = [rng.uniform(0.05, 0.2, n), rng.uniform(0.7, 0.9, n), np.zeros(n), np.ones(n)]
+    coeffs = [c.astype(dtype) for c in coeffs]  # a_m, decay_s, v_leak, v_th
+    fused = _backward_kernel(recurrent, gz, h, i1, w_rec, coeffs, False)
+    generic = _backward_kernel(recurrent, gz, h, i1, w_rec, coeffs, True)
+    for a, b in zip(fused, generic, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("partials_budget", [cpu.WEIGHT_GRAD_PARTIALS_BUDGET, 0])
 def test_results_do_not_depend_on_thread_count(monkeypatch, partials_budget):
     """With 0 bytes for partial gradients, the recurrent weight gradient is computed by
