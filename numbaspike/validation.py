@@ -73,8 +73,8 @@ def sum_is_finite(arr: np.ndarray) -> bool:
 
 
 #: From this many entries a C-contiguous float array is checked by
-#: :func:`~numbaspike.kernels.finite.count_non_finite` (a parallel integer count, 2-3x
-#: faster than NumPy's float reduction on large arrays) instead of :func:`sum_is_finite`.
+#: :func:`~numbaspike.kernels.finite.count_non_finite` (an integer count, 1.6-3x faster
+#: than NumPy's float reduction on large arrays) instead of :func:`sum_is_finite`.
 COUNT_MIN_SIZE = 1 << 16
 
 

@@ -11,8 +11,7 @@ UNSIGNED = {np.float32: np.uint32, np.float64: np.uint64}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("variant", ["parallel", "serial"])
-def test_count_matches_isfinite_on_random_bit_patterns(dtype, variant):
+def test_count_matches_isfinite_on_random_bit_patterns(dtype):
     rng = np.random.default_rng(3)
     info = np.iinfo(UNSIGNED[dtype])
     bits = rng.integers(0, info.max, 50_001, dtype=UNSIGNED[dtype], endpoint=True)
@@ -23,15 +22,11 @@ def test_count_matches_isfinite_on_random_bit_patterns(dtype, variant):
     x = np.concatenate([x, special])
     expected = int(np.count_nonzero(~np.isfinite(x)))
     assert expected > 0
-    unsigned, exponent = finite._EXPONENT[np.dtype(dtype)]
-    counts = np.zeros(finite.CHUNKS, np.int64)
-    getattr(finite._count_exponent_all_ones, variant)(x.view(unsigned), exponent, counts)
-    assert int(counts.sum()) == expected
     assert finite.count_non_finite(x) == expected
 
 
 @pytest.mark.parametrize("size", [0, 1, 15, 17, 1000])
-def test_count_handles_sizes_around_the_chunk_count(size):
+def test_count_handles_any_size(size):
     x = np.ones(size, np.float32)
     assert finite.count_non_finite(x) == 0
     if size:
