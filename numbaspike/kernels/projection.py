@@ -164,8 +164,9 @@ def events_from_coordinates(rows, cols, shape, dtype=np.float32, steps=None) -> 
     """Binary :class:`SpikeEvents` of the spikes at ``(rows[e], cols[e])``.
 
     The pairs may come in any order and repeat (a repeated pair is one spike, as in a
-    raster clipped to 0/1). Serial and O(nnz + M·n_in/64): a bit mask per row is set from
-    the pairs, then its set bits are read back in column order (as in :func:`spike_events`).
+    raster clipped to 0/1). O(nnz + M·n_in/64): a bit mask per row is set from the pairs
+    (serially), then its set bits are read back in column order by the second pass of
+    :func:`spike_events`, with no values to write.
 
     Parameters
     ----------
@@ -189,8 +190,13 @@ def events_from_coordinates(rows, cols, shape, dtype=np.float32, steps=None) -> 
     )  # fmt: skip
     np.cumsum(row_ptr[1:], out=row_ptr[1:])
     out_cols = np.empty(int(row_ptr[-1]), np.int32)
-    _mask_columns(masks, row_ptr, out_cols)
-    return SpikeEvents(row_ptr, out_cols, None, (m_rows, n_in), np.dtype(dtype), steps)
+    dtype = np.dtype(dtype)
+    no_values = np.empty(0, dtype)  # all events are 1: the (empty) x below is not read
+    _compact_events(
+        np.empty((0, n_in), dtype), masks, row_ptr, out_cols, no_values,
+        min(EVENT_CHUNKS, max(1, m_rows)),
+    )  # fmt: skip
+    return SpikeEvents(row_ptr, out_cols, None, (m_rows, n_in), dtype, steps)
 
 
 @njit(cache=True)
@@ -205,19 +211,6 @@ def _coordinate_masks(rows, cols, masks, counts):
         for w in range(masks.shape[1]):
             count += _popcount(masks[m, w])
         counts[m] = count
-
-
-@njit(cache=True)
-def _mask_columns(masks, row_ptr, cols):
-    """The columns of the set bits of ``masks``, row by row, in increasing order."""
-    for m in range(masks.shape[0]):
-        e = row_ptr[m]
-        for w in range(masks.shape[1]):
-            word = masks[m, w]
-            while word:
-                cols[e] = w * _WORD + _trailing_zeros(word)
-                e += 1
-                word &= word - np.uint64(1)
 
 
 def _always_parallel(args) -> int:
@@ -268,7 +261,7 @@ _event_masks = _pair(_event_masks, _always_parallel)
 def _compact_events(x, masks, row_ptr, cols, values, chunks):
     """Write the columns of the events in the set bits of ``masks``, and their values
     unless ``values`` is empty (all events are 1: ``x`` is not read)."""
-    m_rows = x.shape[0]
+    m_rows = masks.shape[0]
     n_words = masks.shape[1]
     with_values = values.shape[0] > 0
     per_chunk = (m_rows + chunks - 1) // chunks
