@@ -10,15 +10,15 @@ in all); with fewer rows (e.g. B = 1) they open one parallel region per step ove
 of neurons. The recurrent current is event-driven: only the weights of neurons that
 spiked in the previous step are read.
 
-Each kernel is compiled twice from one Python function: with ``parallel=True`` and
-as a serial version in which ``prange`` is a plain ``range``; both are cached on disk
+Each kernel is a work-item function (a chunk of neurons, a batch row, all steps) and a
+table of work-item bounds, run by the parallel runner that all kernels share, or by its
+serial twin for problems too small to repay opening a parallel region
+(:data:`SERIAL_WORK`); see :mod:`.work_items`. Both give bit-identical results, since no
+kernel reduces across threads. Items are compiled once per dtype and cached on disk
 (``cache=True``; tests/test_cache.py checks that kernels loaded from the cache give
-bit-identical results). The public names are small dispatchers that run the serial version for
-problems too small to repay opening a parallel region (:data:`SERIAL_WORK`); both give
-bit-identical results, since no kernel reduces across threads. Most kernels are a short
-shell around a work-item function (a batch row, a chunk of neurons, all steps) that both
-variants call by address (:mod:`.work_items`): the item is compiled and cached once, not
-re-optimised inside each shell.
+bit-identical results); the default modes get their own specialised compilation
+(:data:`FORWARD_MODES`, :data:`BACKWARD_MODES`). The recurrent kernels for batches smaller
+than the thread count keep a ``parallel=True`` kernel with one parallel region per step.
 
 Within a step, a block of neurons is processed in short passes over local buffers (integrate,
 spike, reset; surrogate, adjoint, parameter gradients), each pass branch-free with the
@@ -38,10 +38,8 @@ not need are passed with size 0 and a ``store_*`` flag of ``False``.
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads, prange
 
 from ..threads import parallel_allowed
 from . import math as _m
@@ -53,8 +51,9 @@ from .intrinsics import (
     prefetch_read,
     prefetch_write,
 )
+from .jit import njit
 from .vector_math import exp_nonpositive, like
-from .work_items import WorkItem, call_at, check_calls
+from .work_items import ItemKernel, item_ranges
 
 # Scalar device functions, compiled from the single source in kernels/math.py. Functions
 # that divide use NumPy's error model (IEEE inf/NaN; their divisors are never 0 for
@@ -476,16 +475,6 @@ def _flat(a):
 
 
 @njit(inline="always")
-def _flat_chunking(size):
-    """``(chunk, n_chunks)``: the flattened (B*N) axis of a feed-forward kernel in about
-    :data:`FLAT_CHUNKS` chunks of :data:`FLAT_CHUNK_MIN` .. :data:`FLAT_CHUNK_MAX` elements,
-    a multiple of 16 (no two chunks share a cache line)."""
-    chunk = min(FLAT_CHUNK_MAX, max(FLAT_CHUNK_MIN, size // FLAT_CHUNKS))
-    chunk = (chunk + 15) // 16 * 16
-    return chunk, (size + chunk - 1) // chunk
-
-
-@njit(inline="always")
 def _gather(param, n, e0, m):
     """``param[(e0 + k) % n]`` for ``k < m``: per-element copies of per-neuron values."""
     out = np.empty(m, param.dtype)
@@ -508,30 +497,13 @@ def _gather_block(a_m, decay_s, v_leak, v_th, n, e0, m):
     )
 
 
-def _lif_feed_forward_forward(
-    item, key, x, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
-    v, i, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
-):  # fmt: skip
-    """Feed-forward LIF over all steps; updates the state ``v``, ``i`` (B, N) in place.
-    ``item``, ``key``: :func:`_lif_feed_forward_forward_item` by address (:mod:`.work_items`)."""
-    chunk, n_chunks = _flat_chunking(v.size)
-    codes = 0
-    for c in prange(n_chunks):
-        e0 = np.int64(c) * chunk
-        codes += call_at(
-            item, key, e0, min(v.size, e0 + chunk), x, a_m, decay_s, v_leak, v_th, v_reset,
-            reset_code, sg_code, alpha, smooth, v, i, z_out, h_out, i1_out, v_out, i_out,
-            store_z, store_h, store_i1, store_trace,
-        )  # fmt: skip
-    check_calls(codes)
-
-
 def _lif_feed_forward_forward_item(
     e0, e1, x, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
     v, i, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
 ):  # fmt: skip
-    """Neurons ``e0 .. e1 - 1`` of the flattened (B*N) axis of
-    :func:`_lif_feed_forward_forward`, all steps."""
+    """Feed-forward LIF over all steps, neurons ``e0 .. e1 - 1`` of the flattened (B*N)
+    axis (a work item of :data:`lif_feed_forward_forward`); updates the state ``v``, ``i``
+    (B, N) in place."""
     n_steps = x.shape[0]
     m = e1 - e0
     am, dd, ll, th = _gather_block(a_m, decay_s, v_leak, v_th, x.shape[2], e0, m)
@@ -562,31 +534,15 @@ def _lif_feed_forward_forward_item(
     _store_range(if_, e0, ii, m)
 
 
-def _lif_feed_forward_backward(
-    item, key, grad_z, h, i1, v0, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code,
-    alpha, smooth, detach, param_grads, gx, gv, gi, g_am, g_decay, g_vth, g_vleak,
-):  # fmt: skip
-    """BPTT through the feed-forward LIF. ``gv``, ``gi`` (B, N) enter as the adjoints of the
-    final state (normally 0) and leave as the gradients of the initial state; parameter
-    gradients are added to the (B, N) float64 arrays ``g_*`` when ``param_grads``."""
-    chunk, n_chunks = _flat_chunking(gv.size)
-    codes = 0
-    for c in prange(n_chunks):
-        e0 = np.int64(c) * chunk
-        codes += call_at(
-            item, key, e0, min(gv.size, e0 + chunk), grad_z, h, i1, v0, a_m, decay_s, v_leak,
-            v_th, v_reset, reset_code, sg_code, alpha, smooth, detach, param_grads, gx, gv, gi,
-            g_am, g_decay, g_vth, g_vleak,
-        )  # fmt: skip
-    check_calls(codes)
-
-
 def _lif_feed_forward_backward_item(
     e0, e1, grad_z, h, i1, v0, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha,
     smooth, detach, param_grads, gx, gv, gi, g_am, g_decay, g_vth, g_vleak,
 ):  # fmt: skip
-    """Neurons ``e0 .. e1 - 1`` of the flattened (B*N) axis of
-    :func:`_lif_feed_forward_backward`, all steps in reverse."""
+    """BPTT through the feed-forward LIF, neurons ``e0 .. e1 - 1`` of the flattened (B*N)
+    axis, all steps in reverse (a work item of :data:`lif_feed_forward_backward`). ``gv``,
+    ``gi`` (B, N) enter as the adjoints of the final state (normally 0) and leave as the
+    gradients of the initial state; parameter gradients are added to the (B, N) float64
+    arrays ``g_*`` when ``param_grads``."""
     n_steps = grad_z.shape[0]
     m = e1 - e0
     am, dd, ll, th = _gather_block(a_m, decay_s, v_leak, v_th, grad_z.shape[2], e0, m)
@@ -701,31 +657,15 @@ def _lif_recurrent_forward_stepwise(
     _copy_2d(z_cur, z_state)
 
 
-def _lif_recurrent_forward_batchwise(
-    item, key, x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha,
-    smooth, v, i, z_state, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1,
-    store_trace,
-):  # fmt: skip
-    """As :func:`_lif_recurrent_forward_stepwise`, parallel over batch rows only, each running
-    all steps: one parallel region in all, no barrier per step (batches of at least as many
-    rows as threads)."""
-    codes = 0
-    for b in prange(x.shape[1]):
-        codes += call_at(
-            item, key, np.int64(b), x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code,
-            sg_code, alpha, smooth, v, i, z_state, z_out, h_out, i1_out, v_out, i_out, store_z,
-            store_h, store_i1, store_trace,
-        )  # fmt: skip
-    check_calls(codes)
-
-
 def _lif_recurrent_forward_row(
-    b, x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
+    b, _b_end, x, w_rec_t, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
     v, i, z_state, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1,
     store_trace,
 ):  # fmt: skip
-    """Batch row ``b`` of :func:`_lif_recurrent_forward_batchwise`, all steps; the row's
-    spikes of the previous and the current step are kept in two local buffers."""
+    """Batch row ``b`` (``_b_end`` = b + 1) of the recurrent LIF forward pass, all steps;
+    the row's spikes of the previous and the current step are kept in two local buffers.
+    A work item of :data:`lif_recurrent_forward` for batches of at least as many rows as
+    threads (and of its serial runs)."""
     n_steps, batch, n = x.shape
     am, dd, ll, th = a_m.copy(), decay_s.copy(), v_leak.copy(), v_th.copy()
     vv, ii = v[b].copy(), i[b].copy()
@@ -835,33 +775,15 @@ def _lif_recurrent_backward_stepwise(
 ROW_GROUP = 8
 
 
-def _lif_recurrent_backward_batchwise(
-    item, key, grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset, reset_code,
-    sg_code, alpha, smooth, detach, param_grads, gx, gv, gi, gz_rec, g_am, g_decay, g_vth,
-    g_vleak,
-):  # fmt: skip
-    """As :func:`_lif_recurrent_backward_stepwise`, parallel over groups of up to
-    :data:`ROW_GROUP` batch rows, each group running all steps (one parallel region)."""
-    batch = grad_z.shape[1]
-    group = max(1, min(ROW_GROUP, batch // 4))  # at least 4 groups to share out
-    n_groups = (batch + group - 1) // group
-    codes = 0
-    for grp in prange(n_groups):
-        b0 = np.int64(grp) * group
-        codes += call_at(
-            item, key, b0, min(group, batch - b0), grad_z, h, i1, v0, w_rec, a_m, decay_s,
-            v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth, detach, param_grads, gx, gv,
-            gi, gz_rec, g_am, g_decay, g_vth, g_vleak,
-        )  # fmt: skip
-    check_calls(codes)
-
-
 def _lif_recurrent_backward_group(
-    b0, rows, grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code,
+    b0, b1, grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code,
     alpha, smooth, detach, param_grads, gx, gv, gi, gz_rec, g_am, g_decay, g_vth, g_vleak,
 ):  # fmt: skip
-    """Batch rows ``b0 .. b0 + rows - 1`` of :func:`_lif_recurrent_backward_batchwise`."""
+    """Batch rows ``b0 .. b0 + rows - 1`` of the recurrent LIF backward pass (a work item of
+    :data:`lif_recurrent_backward`; groups of up to :data:`ROW_GROUP` rows share each load of
+    a row of ``w_rec`` for their recurrent gradients)."""
     n_steps, batch, n = grad_z.shape
+    rows = b1 - b0
     am, dd, ll, th = a_m.copy(), decay_s.copy(), v_leak.copy(), v_th.copy()
     gvb, gib = gv[b0 : b0 + rows].copy(), gi[b0 : b0 + rows].copy()
     bufs = np.empty((7, n), h.dtype)
@@ -895,25 +817,11 @@ def _lif_recurrent_backward_group(
 # --- leaky integrator ---------------------------------------------------------------------
 
 
-def _li_forward(
-    item, key, x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i
-):  # fmt: skip
-    """Leaky integrator over all steps; output is the membrane ``v`` of every step."""
-    chunk, n_chunks = _flat_chunking(v.size)
-    codes = 0
-    for c in prange(n_chunks):
-        e0 = np.int64(c) * chunk
-        codes += call_at(
-            item, key, e0, min(v.size, e0 + chunk), x, a_m, decay_s, v_leak, v, i, v_out,
-            i1_out, i_out, store_v, store_i1, store_i,
-        )  # fmt: skip
-    check_calls(codes)
-
-
 def _li_forward_item(
     e0, e1, x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i
 ):  # fmt: skip
-    """Neurons ``e0 .. e1 - 1`` of the flattened (B*N) axis of :func:`_li_forward`."""
+    """Leaky integrator over all steps, neurons ``e0 .. e1 - 1`` of the flattened (B*N) axis
+    (a work item of :data:`li_forward`); output is the membrane ``v`` of every step."""
     n = x.shape[2]
     m = e1 - e0
     am, dd, ll = _gather(a_m, n, e0, m), _gather(decay_s, n, e0, m), _gather(v_leak, n, e0, m)
@@ -938,27 +846,13 @@ def _li_forward_item(
     _store_range(if_, e0, ii, m)
 
 
-def _li_backward(
-    item, key, grad_v, v_out, i1, v0, a_m, decay_s, v_leak, param_grads, gx, gv, gi, g_am,
-    g_decay, g_vleak,
-):  # fmt: skip
-    """BPTT through the leaky integrator; ``gv``, ``gi`` leave as initial-state gradients."""
-    chunk, n_chunks = _flat_chunking(gv.size)
-    codes = 0
-    for c in prange(n_chunks):
-        e0 = np.int64(c) * chunk
-        codes += call_at(
-            item, key, e0, min(gv.size, e0 + chunk), grad_v, v_out, i1, v0, a_m, decay_s,
-            v_leak, param_grads, gx, gv, gi, g_am, g_decay, g_vleak,
-        )  # fmt: skip
-    check_calls(codes)
-
-
 def _li_backward_item(
     e0, e1, grad_v, v_out, i1, v0, a_m, decay_s, v_leak, param_grads, gx, gv, gi, g_am,
     g_decay, g_vleak,
 ):  # fmt: skip
-    """Neurons ``e0 .. e1 - 1`` of the flattened (B*N) axis of :func:`_li_backward`."""
+    """BPTT through the leaky integrator, neurons ``e0 .. e1 - 1`` of the flattened (B*N)
+    axis (a work item of :data:`li_backward`); ``gv``, ``gi`` leave as initial-state
+    gradients."""
     n = grad_v.shape[2]
     m = e1 - e0
     am, dd, ll = _gather(a_m, n, e0, m), _gather(decay_s, n, e0, m), _gather(v_leak, n, e0, m)
@@ -1013,22 +907,9 @@ def _previous_spike(h, bits, z0, t, b, j, v_th, sg_code, alpha, smooth):
     return _spike(h[t - 1, b, j] - v_th[j], sg_code, alpha, smooth)
 
 
-def _recurrent_weight_grad_partials(
-    item, key, gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials
-):  # fmt: skip
+def _weight_grad_chunk(c, _c_end, gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials):
     """``partials[c, j, :] = sum z_{t-1}[b, j] * gx[t, b, :]`` over the (t, b) pairs of chunk
-    ``c``; event-driven: each pair reads its row of ``gx`` once and adds it to the rows of
-    the neurons that fired at the step before."""
-    codes = 0
-    for c in prange(partials.shape[0]):
-        codes += call_at(
-            item, key, np.int64(c), gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials
-        )
-    check_calls(codes)
-
-
-def _weight_grad_chunk(c, gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials):
-    """Chunk ``c`` of :func:`_recurrent_weight_grad_partials`: per (t, b) pair, the spikes of
+    ``c`` (``_c_end`` = c + 1), event-driven: per (t, b) pair, the spikes of
     step ``t - 1`` (from ``z0``, the spike ``bits`` or ``h``), their indices (a branch-free
     compaction), then two events at a time share each load of the ``gx`` row. Every entry of
     a partial still sums its terms in (t, b) order."""
@@ -1079,30 +960,26 @@ def _zero_partial(partials, c):
             partials[c, j, k] = 0.0
 
 
-def _sum_partials(partials, out):
-    """``out += partials.sum(0)``, summed in chunk order."""
-    chunks, n_j, n = partials.shape
-    for j in prange(n_j):
+def _sum_partials_rows(j0, j1, partials, out):
+    """``out[j0:j1] += partials[:, j0:j1].sum(0)``, summed in chunk order."""
+    chunks, _, n = partials.shape
+    for j in range(j0, j1):
         for c in range(chunks):
             for k in range(n):
                 out[j, k] += partials[c, j, k]
 
 
-def _recurrent_weight_grad_by_columns(gx, h, bits, v_th, z0, sg_code, alpha, smooth, grad_w_t):
-    """``grad_w_t[j, :] += sum_{t,b} z_{t-1}[b, j] * gx[t, b, :]``; work items own blocks of
-    16 presynaptic neurons ``j`` (for layers too wide for per-chunk partials)."""
+def _weight_grad_columns(j0, j1, gx, h, bits, v_th, z0, sg_code, alpha, smooth, grad_w_t):
+    """``grad_w_t[j, :] += sum_{t,b} z_{t-1}[b, j] * gx[t, b, :]`` for the presynaptic
+    neurons ``j0 <= j < j1`` (work items of 16 for layers too wide for per-chunk partials)."""
     n_steps, batch, n = gx.shape
-    n_blocks = (n + 15) // 16
-    for blk in prange(n_blocks):
-        j0 = blk * 16
-        j1 = min(j0 + 16, n)
-        for t in range(n_steps):
-            for b in range(batch):
-                for j in range(j0, j1):
-                    z = _previous_spike(h, bits, z0, t, b, j, v_th, sg_code, alpha, smooth)
-                    if z != 0.0:
-                        for k in range(n):
-                            grad_w_t[j, k] += z * gx[t, b, k]
+    for t in range(n_steps):
+        for b in range(batch):
+            for j in range(j0, j1):
+                z = _previous_spike(h, bits, z0, t, b, j, v_th, sg_code, alpha, smooth)
+                if z != 0.0:
+                    for k in range(n):
+                        grad_w_t[j, k] += z * gx[t, b, k]
 
 
 def _feed_forward_work(args) -> int:
@@ -1111,7 +988,7 @@ def _feed_forward_work(args) -> int:
 
 def _flat_work(args) -> int:
     """Work of a kernel parallel over chunks of the flattened (B*N) axis
-    (:func:`_flat_chunking`): none worth a parallel region unless there are at least two
+    (:func:`_flat_bounds`): none worth a parallel region unless there are at least two
     full chunks. An SHD-sized readout (B*N = 64 * 20) ran as fast serially (LI forward
     113-130 us either way, backward 60-68 us), and its parallel variants were 1.6 s of
     the cold compile of a training step."""
@@ -1126,103 +1003,130 @@ def _recurrent_work(args) -> int:
     return n_steps * batch * n * (1 + n // 8)
 
 
-def _renamed(fn, suffix: str):
-    """A copy of the function ``fn`` named ``fn.__name__ + suffix``.
+def parallel_by_work(work):
+    """``parallel(args)`` for :class:`~.work_items.ItemKernel`: at least
+    :data:`SERIAL_WORK` of ``work(args)``, and parallel regions allowed
+    (:func:`numbaspike.threads.parallel_allowed`)."""
 
-    Numba's on-disk cache keys a compilation by the function's qualified name and
-    bytecode, not by the compiler flags: a serial and a parallel dispatcher of one Python
-    function would share (and overwrite) one cache entry, so that the "serial" kernel
-    loaded from the cache could be the parallel one. The serial variants are therefore
-    compiled from a renamed copy, cached under their own name.
-    """
-    clone = types.FunctionType(
-        fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__
-    )
-    clone.__qualname__ = fn.__qualname__ + suffix
-    clone.__module__ = fn.__module__
-    clone.__doc__ = fn.__doc__
-    return clone
+    def parallel(args) -> bool:
+        return work(args) >= SERIAL_WORK and parallel_allowed()
+
+    return parallel
 
 
-def _pair(fn, work, item=None, **options):
-    """A dispatcher over the parallel and the cached serial compilation of ``fn`` (with the
-    ``njit`` ``options``); the serial one also where no parallel region may be opened
-    (:func:`numbaspike.threads.parallel_allowed`). With a :class:`~.work_items.WorkItem`
-    ``item``, ``fn`` is a shell whose first two arguments are the item's address and key."""
-    parallel = njit(parallel=True, cache=True, **options)(fn)
-    serial = njit(cache=True, **options)(_renamed(fn, "_serial"))
-
-    def kernel(*args):
-        run = parallel if work(args) >= SERIAL_WORK and parallel_allowed() else serial
-        if item is None:
-            return run(*args)
-        return run(*item.address(args), *args)
-
-    kernel.__name__ = fn.__name__.lstrip("_")
-    kernel.__doc__ = fn.__doc__
-    kernel.parallel = parallel
-    kernel.serial = serial
-    kernel.item = item
-    return kernel
+def _flat_bounds(args):
+    """The flattened (B*N) axis of a feed-forward kernel (its first argument is (T, B, N))
+    in about :data:`FLAT_CHUNKS` chunks of :data:`FLAT_CHUNK_MIN` .. :data:`FLAT_CHUNK_MAX`
+    elements, a multiple of 16 (no two chunks share a cache line)."""
+    size = args[0].shape[1] * args[0].shape[2]
+    chunk = min(FLAT_CHUNK_MAX, max(FLAT_CHUNK_MIN, size // FLAT_CHUNKS))
+    return item_ranges(size, (chunk + 15) // 16 * 16)
 
 
-lif_feed_forward_forward = _pair(
-    _lif_feed_forward_forward, _flat_work, WorkItem(_lif_feed_forward_forward_item)
+def _row_bounds(args):
+    """One work item per batch row."""
+    return item_ranges(args[0].shape[1], 1)
+
+
+def _row_group_bounds(args):
+    """Groups of up to :data:`ROW_GROUP` batch rows, at least 4 groups to share out."""
+    batch = args[0].shape[1]
+    return item_ranges(batch, max(1, min(ROW_GROUP, batch // 4)))
+
+
+def _blocks_of(axis_size, count):
+    """Bounds of about ``count`` equal blocks of ``axis_size(args)`` entries."""
+
+    def bounds(args):
+        size = axis_size(args)
+        return item_ranges(size, max(1, -(-size // count)))
+
+    return bounds
+
+
+#: Mode arguments compiled in as constants for their default values
+#: (:class:`~.work_items.WorkItem`): a program in the default modes compiles only their
+#: code; other modes share one general compilation. The forward pass's only costly branches
+#: are the smooth and reset modes (its output flags choose destinations); the backward
+#: pass's are all of its modes (either detach mode: Norse's recurrent step detaches the
+#: reset, its feed-forward step does not).
+FORWARD_MODES = {"reset_code": (0,), "smooth": (False,)}
+BACKWARD_MODES = {
+    "reset_code": (0,),
+    "sg_code": (0,),
+    "smooth": (False,),
+    "detach": (False, True),
+    "param_grads": (False,),
+}
+
+lif_feed_forward_forward = ItemKernel(
+    _lif_feed_forward_forward_item, _flat_bounds, parallel_by_work(_flat_work), FORWARD_MODES
+)
+lif_feed_forward_backward = ItemKernel(
+    _lif_feed_forward_backward_item, _flat_bounds, parallel_by_work(_flat_work), BACKWARD_MODES
+)
+li_forward = ItemKernel(
+    _li_forward_item,
+    _flat_bounds,
+    parallel_by_work(_flat_work),
+)
+li_backward = ItemKernel(
+    _li_backward_item, _flat_bounds, parallel_by_work(_flat_work), {"param_grads": (False,)}
 )
 
 
-def _recurrent_pair(stepwise_fn, batchwise_fn, item):
-    """Serial for small problems; parallel over batch rows (one region) when there are at
-    least as many rows as threads; otherwise one parallel region per step over neuron blocks.
-    The batch-parallel and the serial kernels call ``item`` (:mod:`.work_items`) per row
-    (group of rows); the stepwise kernel has its per-step work inline."""
-    batchwise = njit(parallel=True, cache=True)(batchwise_fn)
+def _recurrent_kernel(stepwise_fn, rows: ItemKernel):
+    """Serial for small problems; parallel over batch rows (``rows``: one region) when there
+    are at least as many rows as threads; otherwise one parallel region per step over
+    neuron blocks (``stepwise_fn``, its per-step work inline)."""
     stepwise = njit(parallel=True, cache=True)(stepwise_fn)
-    serial = njit(cache=True)(_renamed(batchwise_fn, "_serial"))
 
     def kernel(*args):
         n_steps, batch, _ = args[0].shape
         work = _recurrent_work(args)
         if work < SERIAL_WORK or not parallel_allowed():
-            run = serial
+            parallel = False
         elif batch >= get_num_threads():
-            run = batchwise
+            parallel = True
         elif work // n_steps >= STEPWISE_WORK:
             return stepwise(*args)
         else:
-            run = serial
-        return run(*item.address(args), *args)
+            parallel = False
+        rows.run(parallel, *args)
 
-    kernel.__name__ = batchwise_fn.__name__.replace("_batchwise", "").lstrip("_")
+    kernel.__name__ = rows.__name__.lstrip("_")
     kernel.__doc__ = stepwise_fn.__doc__
-    kernel.parallel, kernel.stepwise, kernel.serial = batchwise, stepwise, serial
-    kernel.item = item
+    kernel.stepwise = stepwise
+    kernel.rows = rows
     return kernel
 
 
-lif_recurrent_forward = _recurrent_pair(
+lif_recurrent_forward = _recurrent_kernel(
     _lif_recurrent_forward_stepwise,
-    _lif_recurrent_forward_batchwise,
-    WorkItem(_lif_recurrent_forward_row, n_local=1),
+    ItemKernel(_lif_recurrent_forward_row, _row_bounds, None, FORWARD_MODES),
 )
-lif_feed_forward_backward = _pair(
-    _lif_feed_forward_backward, _flat_work, WorkItem(_lif_feed_forward_backward_item)
-)
-lif_recurrent_backward = _recurrent_pair(
+lif_recurrent_backward = _recurrent_kernel(
     _lif_recurrent_backward_stepwise,
-    _lif_recurrent_backward_batchwise,
-    WorkItem(_lif_recurrent_backward_group),
+    ItemKernel(_lif_recurrent_backward_group, _row_group_bounds, None, BACKWARD_MODES),
 )
-li_forward = _pair(_li_forward, _flat_work, WorkItem(_li_forward_item))
-li_backward = _pair(_li_backward, _flat_work, WorkItem(_li_backward_item))
 
-
-_weight_grad_partials = _pair(
-    _recurrent_weight_grad_partials, _feed_forward_work, WorkItem(_weight_grad_chunk, n_local=1)
+_weight_grad_partials = ItemKernel(
+    _weight_grad_chunk,
+    lambda args: item_ranges(args[-1].shape[0], 1),  # one item per partial
+    parallel_by_work(_feed_forward_work),
+    {"sg_code": (0,), "smooth": (False,)},
 )
 #: ``out += partials.sum(0)`` in chunk order (also used by :mod:`.projection`).
-sum_partials = _pair(_sum_partials, lambda args: args[0].size)
-_weight_grad_by_columns = _pair(_recurrent_weight_grad_by_columns, _feed_forward_work)
+sum_partials = ItemKernel(
+    _sum_partials_rows,
+    _blocks_of(lambda args: args[0].shape[1], 16),
+    parallel_by_work(lambda args: args[0].size),
+)
+_weight_grad_by_columns = ItemKernel(
+    _weight_grad_columns,
+    lambda args: item_ranges(args[0].shape[2], 16),
+    parallel_by_work(_feed_forward_work),
+)
 
 
 def recurrent_weight_grad(gx, h, bits, v_th, z0, sg_code, alpha, smooth, grad_w_t):

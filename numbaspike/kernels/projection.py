@@ -22,14 +22,16 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
 
+from ..threads import parallel_allowed
 from ..validation import FLOAT_DTYPES
 from . import scratch
-from .cpu import _pair, _zero_partial, sum_partials
+from .cpu import _zero_partial, sum_partials
 from .intrinsics import WORD as _WORD
 from .intrinsics import popcount as _popcount
 from .intrinsics import trailing_zeros as _trailing_zeros
+from .jit import njit
+from .work_items import ItemKernel, item_ranges
 
 __all__ = [
     "SpikeEvents",
@@ -213,73 +215,87 @@ def _coordinate_masks(rows, cols, masks, counts):
         counts[m] = count
 
 
-def _always_parallel(args) -> int:
-    """Work estimate for :func:`~.cpu._pair`: these kernels always open a parallel region
-    (over a fixed number of chunks), except where none may be opened."""
-    return 1 << 62
+def _always_parallel(args) -> bool:
+    """These kernels always open a parallel region (over a fixed number of work items),
+    except where none may be opened."""
+    return parallel_allowed()
 
 
-def _event_masks(x, masks, counts, not_one):
-    """``masks[m, w]`` bit ``b`` = ``x[m, 64·w + b] != 0``; ``counts[m]`` = events of row m;
-    ``not_one[c]``: chunk ``c`` (of ``not_one.shape[0]``) has an event other than 1."""
+def _one_item_each(count):
+    """Bounds ``(c, c + 1)`` for the ``count(args)`` work items ``c``."""
+    return lambda args: item_ranges(count(args), 1)
+
+
+def _blocks(size, block):
+    """Bounds of consecutive blocks of ``block`` of the ``size(args)`` rows or columns."""
+    return lambda args: item_ranges(size(args), block)
+
+
+def _event_masks(c, _c_end, x, masks, counts, not_one):
+    """Chunk ``c`` (of ``not_one.shape[0]``, ``_c_end`` = c + 1) of the rows of ``x``:
+    ``masks[m, w]`` bit ``b`` = ``x[m, 64·w + b] != 0``; ``counts[m]`` = events of row m;
+    ``not_one[c]``: the chunk has an event other than 1."""
     m_rows, n_in = x.shape
     n_full = n_in // _WORD
     tail = n_in - n_full * _WORD
     chunks = not_one.shape[0]
     per_chunk = (m_rows + chunks - 1) // chunks
-    for c in prange(chunks):
-        other = np.uint64(0)  # bits of events that are not 1 (NaN included)
-        for m in range(c * per_chunk, min((c + 1) * per_chunk, m_rows)):
-            count = 0
-            for w in range(n_full):  # fixed trip count: unrolled and vectorised
-                xw = x[m, w * _WORD : (w + 1) * _WORD]
-                word = np.uint64(0)
-                ones = np.uint64(0)
-                for b in range(_WORD):
-                    word |= np.uint64(xw[b] != 0) << np.uint64(b)
-                    ones |= np.uint64(xw[b] == 1) << np.uint64(b)
-                masks[m, w] = word
-                other |= word ^ ones
-                count += _popcount(word)
-            if tail:
-                xw = x[m, n_full * _WORD :]
-                word = np.uint64(0)
-                ones = np.uint64(0)
-                for b in range(tail):
-                    word |= np.uint64(xw[b] != 0) << np.uint64(b)
-                    ones |= np.uint64(xw[b] == 1) << np.uint64(b)
-                masks[m, n_full] = word
-                other |= word ^ ones
-                count += _popcount(word)
-            counts[m] = count
-        not_one[c] = other != 0
+    other = np.uint64(0)  # bits of events that are not 1 (NaN included)
+    for m in range(c * per_chunk, min((c + 1) * per_chunk, m_rows)):
+        count = 0
+        for w in range(n_full):  # fixed trip count: unrolled and vectorised
+            xw = x[m, w * _WORD : (w + 1) * _WORD]
+            word = np.uint64(0)
+            ones = np.uint64(0)
+            for b in range(_WORD):
+                word |= np.uint64(xw[b] != 0) << np.uint64(b)
+                ones |= np.uint64(xw[b] == 1) << np.uint64(b)
+            masks[m, w] = word
+            other |= word ^ ones
+            count += _popcount(word)
+        if tail:
+            xw = x[m, n_full * _WORD :]
+            word = np.uint64(0)
+            ones = np.uint64(0)
+            for b in range(tail):
+                word |= np.uint64(xw[b] != 0) << np.uint64(b)
+                ones |= np.uint64(xw[b] == 1) << np.uint64(b)
+            masks[m, n_full] = word
+            other |= word ^ ones
+            count += _popcount(word)
+        counts[m] = count
+    not_one[c] = other != 0
 
 
-_event_masks = _pair(_event_masks, _always_parallel)
+_event_masks = ItemKernel(
+    _event_masks, _one_item_each(lambda args: args[3].shape[0]), _always_parallel
+)
 
 
-def _compact_events(x, masks, row_ptr, cols, values, chunks):
-    """Write the columns of the events in the set bits of ``masks``, and their values
-    unless ``values`` is empty (all events are 1: ``x`` is not read)."""
+def _compact_events(c, _c_end, x, masks, row_ptr, cols, values, chunks):
+    """Chunk ``c`` (of ``chunks``; ``_c_end`` = c + 1) of the rows: write the columns of the
+    events in the set bits of ``masks``, and their values unless ``values`` is empty (all
+    events are 1: ``x`` is not read)."""
     m_rows = masks.shape[0]
     n_words = masks.shape[1]
     with_values = values.shape[0] > 0
     per_chunk = (m_rows + chunks - 1) // chunks
-    for c in prange(chunks):
-        for m in range(c * per_chunk, min((c + 1) * per_chunk, m_rows)):
-            e = row_ptr[m]
-            for w in range(n_words):
-                word = masks[m, w]
-                while word:
-                    j = w * _WORD + _trailing_zeros(word)
-                    cols[e] = j
-                    if with_values:
-                        values[e] = x[m, j]
-                    e += 1
-                    word &= word - np.uint64(1)
+    for m in range(c * per_chunk, min((c + 1) * per_chunk, m_rows)):
+        e = row_ptr[m]
+        for w in range(n_words):
+            word = masks[m, w]
+            while word:
+                j = w * _WORD + _trailing_zeros(word)
+                cols[e] = j
+                if with_values:
+                    values[e] = x[m, j]
+                e += 1
+                word &= word - np.uint64(1)
 
 
-_compact_events = _pair(_compact_events, _always_parallel)
+_compact_events = ItemKernel(
+    _compact_events, _one_item_each(lambda args: args[5]), _always_parallel
+)
 
 
 @njit(inline="always")
@@ -326,28 +342,32 @@ def events_matmul(events: SpikeEvents, w_t, out):
     return out
 
 
-def _events_matmul(row_ptr, cols, values, w_t, out):
-    m_rows, n_out = out.shape
-    n_blocks = (m_rows + ROW_BLOCK - 1) // ROW_BLOCK
-    for blk in prange(n_blocks):
-        for m in range(blk * ROW_BLOCK, min((blk + 1) * ROW_BLOCK, m_rows)):
-            for k in range(n_out):
-                out[m, k] = 0
-            e = row_ptr[m]
-            end = row_ptr[m + 1]
-            while e + 4 <= end:  # four events per pass over out[m]: a quarter of its traffic
-                _add_four_rows(
-                    out, m, w_t, cols[e], cols[e + 1], cols[e + 2], cols[e + 3],
-                    _value(values, e, out), _value(values, e + 1, out),
-                    _value(values, e + 2, out), _value(values, e + 3, out),
-                )  # fmt: skip
-                e += 4
-            while e < end:
-                _add_row(out, m, w_t, cols[e], _value(values, e, out))
-                e += 1
+def _events_matmul(m0, m1, row_ptr, cols, values, w_t, out):
+    """Rows ``m0 .. m1 - 1`` of :func:`events_matmul`."""
+    n_out = out.shape[1]
+    for m in range(m0, m1):
+        for k in range(n_out):
+            out[m, k] = 0
+        e = row_ptr[m]
+        end = row_ptr[m + 1]
+        while e + 4 <= end:  # four events per pass over out[m]: a quarter of its traffic
+            _add_four_rows(
+                out, m, w_t, cols[e], cols[e + 1], cols[e + 2], cols[e + 3],
+                _value(values, e, out), _value(values, e + 1, out),
+                _value(values, e + 2, out), _value(values, e + 3, out),
+            )  # fmt: skip
+            e += 4
+        while e < end:
+            _add_row(out, m, w_t, cols[e], _value(values, e, out))
+            e += 1
 
 
-_events_matmul = _pair(_events_matmul, _always_parallel, fastmath={"contract"})
+_events_matmul = ItemKernel(
+    _events_matmul,
+    _blocks(lambda args: args[4].shape[0], ROW_BLOCK),
+    _always_parallel,
+    fastmath={"contract"},
+)
 
 
 @njit(inline="always", fastmath={"contract"})
@@ -413,30 +433,34 @@ def narrow_matmul(a, b, out):
     return out
 
 
-def _narrow_matmul(a, b, out):
-    m_rows, k_in = a.shape
-    n_blocks = (m_rows + ROW_BLOCK - 1) // ROW_BLOCK
-    for blk in prange(n_blocks):
-        for m in range(blk * ROW_BLOCK, min((blk + 1) * ROW_BLOCK, m_rows)):
-            for k in range(out.shape[1]):
-                out[m, k] = 0
-            j = 0
-            while j + 4 <= k_in:
-                _add_four_rows(
-                    out, m, b, j, j + 1, j + 2, j + 3, a[m, j], a[m, j + 1], a[m, j + 2],
-                    a[m, j + 3],
-                )  # fmt: skip
-                j += 4
-            while j < k_in:
-                _add_row(out, m, b, j, a[m, j])
-                j += 1
+def _narrow_matmul(m0, m1, a, b, out):
+    """Rows ``m0 .. m1 - 1`` of :func:`narrow_matmul`."""
+    k_in = a.shape[1]
+    for m in range(m0, m1):
+        for k in range(out.shape[1]):
+            out[m, k] = 0
+        j = 0
+        while j + 4 <= k_in:
+            _add_four_rows(
+                out, m, b, j, j + 1, j + 2, j + 3, a[m, j], a[m, j + 1], a[m, j + 2],
+                a[m, j + 3],
+            )  # fmt: skip
+            j += 4
+        while j < k_in:
+            _add_row(out, m, b, j, a[m, j])
+            j += 1
 
 
 # --------------------------------------------------------------------------------------
 # Weight gradient: grad_w_t += x.T @ grad_y
 # --------------------------------------------------------------------------------------
 
-_narrow_matmul = _pair(_narrow_matmul, _always_parallel, fastmath={"contract"})
+_narrow_matmul = ItemKernel(
+    _narrow_matmul,
+    _blocks(lambda args: args[2].shape[0], ROW_BLOCK),
+    _always_parallel,
+    fastmath={"contract"},
+)
 
 
 def events_weight_grad(events: SpikeEvents, grad_y, grad_w_t):
@@ -483,21 +507,27 @@ def events_weight_grad(events: SpikeEvents, grad_y, grad_w_t):
     return grad_w_t
 
 
-def _weight_grad_partials(row_ptr, cols, values, grad_y, partials):
+def _weight_grad_partials(c, _c_end, row_ptr, cols, values, grad_y, partials):
+    """Partial ``c`` (``_c_end`` = c + 1) of :func:`events_weight_grad`: the events of its
+    chunk of rows."""
     m_rows, n_out = grad_y.shape
     chunks = partials.shape[0]
     per_chunk = (m_rows + chunks - 1) // chunks
-    for c in prange(chunks):
-        _zero_partial(partials, c)
-        for m in range(c * per_chunk, min((c + 1) * per_chunk, m_rows)):
-            for e in range(row_ptr[m], row_ptr[m + 1]):
-                j = cols[e]
-                v = _value(values, e, grad_y)
-                for k in range(n_out):
-                    partials[c, j, k] += v * grad_y[m, k]
+    _zero_partial(partials, c)
+    for m in range(c * per_chunk, min((c + 1) * per_chunk, m_rows)):
+        for e in range(row_ptr[m], row_ptr[m + 1]):
+            j = cols[e]
+            v = _value(values, e, grad_y)
+            for k in range(n_out):
+                partials[c, j, k] += v * grad_y[m, k]
 
 
-_weight_grad_partials = _pair(_weight_grad_partials, _always_parallel, fastmath={"contract"})
+_weight_grad_partials = ItemKernel(
+    _weight_grad_partials,
+    _one_item_each(lambda args: args[4].shape[0]),
+    _always_parallel,
+    fastmath={"contract"},
+)
 
 
 @njit(cache=True)
@@ -521,16 +551,15 @@ def _events_by_column(row_ptr, cols, col_ptr, rows, order):
             fill[j] += 1
 
 
-def _weight_grad_by_columns(col_ptr, rows, order, values, grad_y, grad_w_t):
-    n_in, n_out = grad_w_t.shape
-    n_blocks = (n_in + COL_BLOCK - 1) // COL_BLOCK
-    for blk in prange(n_blocks):
-        for j in range(blk * COL_BLOCK, min((blk + 1) * COL_BLOCK, n_in)):
-            for e in range(col_ptr[j], col_ptr[j + 1]):
-                m = rows[e]
-                v = _value(values, order[e], grad_y)
-                for k in range(n_out):
-                    grad_w_t[j, k] += v * grad_y[m, k]
+def _weight_grad_by_columns(j0, j1, col_ptr, rows, order, values, grad_y, grad_w_t):
+    """Input columns ``j0 .. j1 - 1`` of the column-blocked :func:`events_weight_grad`."""
+    n_out = grad_w_t.shape[1]
+    for j in range(j0, j1):
+        for e in range(col_ptr[j], col_ptr[j + 1]):
+            m = rows[e]
+            v = _value(values, order[e], grad_y)
+            for k in range(n_out):
+                grad_w_t[j, k] += v * grad_y[m, k]
 
 
 # --------------------------------------------------------------------------------------
@@ -556,7 +585,12 @@ def _weight_grad_by_columns(col_ptr, rows, order, values, grad_y, grad_w_t):
 #: ``n_out`` = 20, 0.16 at 64, 0.17 at 256 and 0.14 at 1024 (float64 alike: about 0.17 at 20
 #: and 0.2 at 256); the model gives 0.07, 0.15, 0.17 and 0.18.
 
-_weight_grad_by_columns = _pair(_weight_grad_by_columns, _always_parallel, fastmath={"contract"})
+_weight_grad_by_columns = ItemKernel(
+    _weight_grad_by_columns,
+    _blocks(lambda args: args[5].shape[0], COL_BLOCK),
+    _always_parallel,
+    fastmath={"contract"},
+)
 
 
 SCAN_COST = 3.0e-10

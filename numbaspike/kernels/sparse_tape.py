@@ -30,10 +30,17 @@ test the band, which vectorises.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
-from .cpu import _adjoint_row, _pair, _prefetch_step, _store_state, surrogate_grad
+from .cpu import (
+    _adjoint_row,
+    _prefetch_step,
+    _store_state,
+    parallel_by_work,
+    surrogate_grad,
+)
 from .intrinsics import WORD, popcount, trailing_zeros
+from .jit import njit
+from .work_items import ItemKernel, item_ranges
 
 
 @njit(inline="always")
@@ -49,14 +56,14 @@ def _row_words(h, t, b, v_th, band, j0, width):
     return spikes, active
 
 
-def _pack_rows(h, v_th, band, t0, bits, masks, counts):
-    """For every row ``r = t * B + b`` of the chunk ``h`` (Tc, B, N): the spikes
+def _pack_rows(r0, r1, h, v_th, band, t0, bits, masks, counts):
+    """For the rows ``r0 <= r = t * B + b < r1`` of the chunk ``h`` (Tc, B, N): the spikes
     ``h > v_th`` to ``bits[t0 + t, b]`` (8 per byte), the active neuron-steps
     (``|h - v_th| < band``) to the 64-bit words ``masks[r]`` and their number to ``counts[r]``.
     Branch-free loops of fixed length, which vectorise."""
-    n_steps, batch, n = h.shape
+    batch, n = h.shape[1], h.shape[2]
     n_bytes = bits.shape[2]
-    for r in prange(n_steps * batch):
+    for r in range(r0, r1):
         t = r // batch
         b = r % batch
         count = 0
@@ -75,12 +82,13 @@ def _pack_rows(h, v_th, band, t0, bits, masks, counts):
         counts[r] = count
 
 
-def _fill_active(h, masks, row_ptr, first_row, cols, values):
+def _fill_active(r0, r1, h, masks, row_ptr, first_row, cols, values):
     """Indices and membranes of the active neuron-steps (the set bits of ``masks``) of the
-    chunk ``h``; row ``r`` starts at ``row_ptr[first_row + r] - row_ptr[first_row]``."""
-    n_steps, batch, _ = h.shape
+    rows ``r0 .. r1 - 1`` of the chunk ``h``; row ``r`` starts at
+    ``row_ptr[first_row + r] - row_ptr[first_row]``."""
+    batch = h.shape[1]
     base = row_ptr[first_row]
-    for r in prange(n_steps * batch):
+    for r in range(r0, r1):
         t = r // batch
         b = r % batch
         e = row_ptr[first_row + r] - base
@@ -94,8 +102,18 @@ def _fill_active(h, masks, row_ptr, first_row, cols, values):
                 word &= word - np.uint64(1)
 
 
-pack_rows = _pair(_pack_rows, lambda args: args[0].size)
-fill_active = _pair(_fill_active, lambda args: args[0].size)
+#: Fixed number of work items (blocks of (step, batch row) rows) of the packing kernels.
+ROW_ITEMS = 64
+
+
+def _step_row_bounds(args):
+    rows = args[0].shape[0] * args[0].shape[1]  # h (Tc, B, N)
+    return item_ranges(rows, max(1, -(-rows // ROW_ITEMS)))
+
+
+_by_size = parallel_by_work(lambda args: args[0].size)
+pack_rows = ItemKernel(_pack_rows, _step_row_bounds, _by_size)
+fill_active = ItemKernel(_fill_active, _step_row_bounds, _by_size)
 
 
 @njit(fastmath={"contract", "reassoc"})
@@ -109,49 +127,51 @@ def _dot_row(a, t, b, w_t, j):
 
 
 def _lif_sparse_backward(
-    grad_z, bits, row_ptr, cols, h_active, w_rec_t, a_m, decay_s, v_th, v_reset, reset_code,
-    sg_code, alpha, detach, gx, gv, gi, gz_rec,
+    b, _b_end, grad_z, bits, row_ptr, cols, h_active, w_rec_t, a_m, decay_s, v_th, v_reset,
+    reset_code, sg_code, alpha, detach, gx, gv, gi, gz_rec,
 ):  # fmt: skip
     """BPTT through a (recurrent, if ``w_rec_t`` is (N, N); else (0, 0)) LIF layer from the
     compact tape. ``gv``, ``gi`` (B, N) enter as the final-state adjoints and leave as the
     initial-state gradients; ``gz_rec`` (B, N) receives ``gx_0 @ w_rec`` (recurrent only).
-    Parallel over batch rows; each row runs all steps."""
+    Batch row ``b`` (``_b_end`` = b + 1), all steps: a work item of
+    :data:`lif_sparse_backward`."""
     n_steps, batch, n = grad_z.shape
     recurrent = w_rec_t.shape[0] > 0
-    for b in prange(batch):
-        am, dd, th = a_m.copy(), decay_s.copy(), v_th.copy()
-        gvb, gib = gv[b].copy(), gi[b].copy()
-        hb = np.empty(n, grad_z.dtype)
-        sb = np.zeros(n, grad_z.dtype)
-        gzb = np.empty(n, grad_z.dtype)
-        scratch = np.empty((4, n), grad_z.dtype)
-        for t in range(n_steps - 1, -1, -1):
-            _prefetch_step(grad_z, t - 1, b, 0, n, False)
-            _prefetch_step(gx, t - 1, b, 0, n, True)
-            r = t * batch + b
-            # Inactive neuron-steps: a membrane on the right side of threshold, s = 0.
-            for j in range(n):
-                spike = (bits[t, b, j >> 3] >> (j & 7)) & 1
-                hb[j] = th[j] + (2.0 * spike - 1.0)
-                scratch[0, j] = spike
-                sb[j] = 0.0
-            for k in range(n):
-                gzb[k] = grad_z[t, b, k]
-            for e in range(row_ptr[r], row_ptr[r + 1]):
-                j = cols[e]
-                hb[j] = h_active[e]
-                sb[j] = surrogate_grad(sg_code, h_active[e] - th[j], alpha)
-                if recurrent and t + 1 < n_steps:
-                    gzb[j] += _dot_row(gx, t + 1, b, w_rec_t, j)
-            _adjoint_row(
-                gzb, hb, scratch[0], sb, th, v_reset, am, dd, n, reset_code, False, detach,
-                gvb, gib, gx[t, b], scratch[1], scratch[2], scratch[3], False,
-            )  # fmt: skip
-        _store_state(gv, b, 0, gvb, n)
-        _store_state(gi, b, 0, gib, n)
-        if recurrent:
-            for j in range(n):
-                gz_rec[b, j] = _dot_row(gx, 0, b, w_rec_t, j)
+    am, dd, th = a_m.copy(), decay_s.copy(), v_th.copy()
+    gvb, gib = gv[b].copy(), gi[b].copy()
+    hb = np.empty(n, grad_z.dtype)
+    sb = np.zeros(n, grad_z.dtype)
+    gzb = np.empty(n, grad_z.dtype)
+    scratch = np.empty((4, n), grad_z.dtype)
+    for t in range(n_steps - 1, -1, -1):
+        _prefetch_step(grad_z, t - 1, b, 0, n, False)
+        _prefetch_step(gx, t - 1, b, 0, n, True)
+        r = t * batch + b
+        # Inactive neuron-steps: a membrane on the right side of threshold, s = 0.
+        for j in range(n):
+            spike = (bits[t, b, j >> 3] >> (j & 7)) & 1
+            hb[j] = th[j] + (2.0 * spike - 1.0)
+            scratch[0, j] = spike
+            sb[j] = 0.0
+        for k in range(n):
+            gzb[k] = grad_z[t, b, k]
+        for e in range(row_ptr[r], row_ptr[r + 1]):
+            j = cols[e]
+            hb[j] = h_active[e]
+            sb[j] = surrogate_grad(sg_code, h_active[e] - th[j], alpha)
+            if recurrent and t + 1 < n_steps:
+                gzb[j] += _dot_row(gx, t + 1, b, w_rec_t, j)
+        _adjoint_row(
+            gzb, hb, scratch[0], sb, th, v_reset, am, dd, n, reset_code, False, detach,
+            gvb, gib, gx[t, b], scratch[1], scratch[2], scratch[3], False,
+        )  # fmt: skip
+    _store_state(gv, b, 0, gvb, n)
+    _store_state(gi, b, 0, gib, n)
+    if recurrent:
+        for j in range(n):
+            gz_rec[b, j] = _dot_row(gx, 0, b, w_rec_t, j)
 
 
-lif_sparse_backward = _pair(_lif_sparse_backward, lambda args: args[0].size)
+lif_sparse_backward = ItemKernel(
+    _lif_sparse_backward, lambda args: item_ranges(args[0].shape[1], 1), _by_size
+)
