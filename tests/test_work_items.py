@@ -3,7 +3,7 @@ check, the per-type addresses, and the kernels built on them."""
 
 import numpy as np
 import pytest
-from numba import njit, prange, types
+from numba import njit, types
 
 from numbaspike.kernels import cpu
 from numbaspike.kernels.jit import njit as kernel_njit
@@ -11,8 +11,6 @@ from numbaspike.kernels.work_items import (
     ItemKernel,
     WorkItem,
     _launch,
-    call_at,
-    check_calls,
     item_ranges,
     runner_address,
 )
@@ -30,30 +28,6 @@ def _raising_item(e0, e1, x, out, factor):
         out[k] = x[k]
 
 
-def _shell(item, key, x, out, factor):
-    n = x.size
-    codes = 0
-    for c in prange(4):
-        e0 = np.int64(c) * n // 4
-        codes += call_at(item, key, e0, np.int64(c + 1) * n // 4, x, out, factor)
-    check_calls(codes)
-
-
-parallel_shell = njit(parallel=True)(_shell)
-serial_shell = njit(_shell)
-
-
-@pytest.mark.parametrize("shell", [parallel_shell, serial_shell], ids=["parallel", "serial"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_call_by_address_computes_what_a_direct_call_does(shell, dtype):
-    item = WorkItem(_scale_item)
-    x = np.arange(101, dtype=dtype)
-    out = np.zeros_like(x)
-    args = (x, out, dtype(2.5))
-    shell(*item.address(args), *args)
-    np.testing.assert_array_equal(out, x * dtype(2.5))
-
-
 def test_addresses_are_per_argument_types_and_reused():
     item = WorkItem(_scale_item)
     a32 = (np.ones(4, np.float32), np.zeros(4, np.float32), np.float32(1))
@@ -67,28 +41,19 @@ def test_addresses_are_per_argument_types_and_reused():
     assert item.address((readonly, np.zeros(4), 1.0)) != item.address(a64)
 
 
-@pytest.mark.parametrize("shell", [parallel_shell, serial_shell], ids=["parallel", "serial"])
-def test_mismatched_argument_types_call_nothing_and_raise(shell):
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_mismatched_argument_types_call_nothing_and_raise(parallel):
     item = WorkItem(_scale_item)
     address32, key32 = item.address((np.ones(4, np.float32), np.zeros(4, np.float32), 1.0))
     x = np.arange(8.0)
     out = np.full(8, -1.0)
+    bounds = item_ranges(8, 2)
     with pytest.raises(RuntimeError, match="other types than the item was compiled for"):
-        shell(address32, key32, x, out, 1.0)  # float64 arrays, float32 item
+        _launch(runner_address(parallel), address32, key32, bounds, x, out, 1.0)  # float64
     assert (out == -1.0).all()  # no item ran
 
 
-@pytest.mark.parametrize("shell", [parallel_shell, serial_shell], ids=["parallel", "serial"])
-def test_an_exception_in_the_item_reaches_the_caller(shell):
-    item = WorkItem(_raising_item)
-    x = np.arange(8.0)
-    x[4] = -1.0
-    args = (x, np.zeros(8), 1.0)
-    with pytest.raises(RuntimeError, match="raised an exception"):
-        shell(*item.address(args), *args)
-
-
-def test_kernel_shell_rejects_an_item_of_other_types():
+def test_kernel_launch_rejects_an_item_of_other_types():
     """A real kernel (the leaky integrator) given the float32 item with float64 data."""
     rng = np.random.default_rng(0)
 

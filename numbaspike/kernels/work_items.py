@@ -9,8 +9,8 @@ measured on the SHD-sized training step (cold cache, 2-core reference machine):
   ordinary ``njit`` function linked the item's module into its own, and LLVM optimised the
   whole item again (the recurrent backward shell took 5.8 s, as long as its item). Items
   are therefore compiled (and cached on disk) once by their own dispatcher and called
-  through their address (:func:`call_at`), following Numba's calling convention as Numba
-  does for first-class functions; no address is compiled into cached code.
+  through their address, following Numba's calling convention as Numba does for
+  first-class functions; no address is compiled into cached code.
 * **Parfor lowering.** Each ``parallel=True`` function costs about 1.2 s of parfor lowering,
   however small its loop: nine shells were 9-10 s of a 29-32 s cold start. The kernels
   now share one parallel function, the *runner* (:func:`_run_items`), compiled once for
@@ -60,12 +60,12 @@ except ImportError:  # pragma: no cover - a Numba without it: slower keys, same 
         return typeof(value, Purpose.argument)
 
 
-__all__ = ["WorkItem", "call_at", "check_calls", "types_key"]
+__all__ = ["ItemKernel", "WorkItem", "check_calls", "item_ranges", "runner_address", "types_key"]
 
 
-#: Result of :func:`call_at` when the argument types do not match the item's.
+#: Result code of a call of an item whose argument types do not match the call's.
 MISMATCH = 1
-#: Result of :func:`call_at` when the item raised (above any sum of mismatches).
+#: Result code of a call of an item that raised (above any sum of mismatches).
 FAILED = 1 << 32
 
 
@@ -74,39 +74,9 @@ def types_key(argtypes) -> int:
     return zlib.crc32(repr(tuple(argtypes)).encode()) & 0x7FFFFFFF
 
 
-@intrinsic
-def call_at(typingctx, address, key, *args):
-    """``call_at(address, key, *args)``: call the compiled Numba function at ``address``
-    with ``args`` if ``key`` equals :func:`types_key` of the types of ``args``. The function
-    must return None. Returns 0 after a successful call, :data:`MISMATCH` (and calls
-    nothing) on a mismatch, :data:`FAILED` if the function raised. A shell adds these
-    codes up over its work items and passes the sum to :func:`check_calls` (an exception
-    raised inside a parallel region does not reach the caller by itself)."""
-    if not isinstance(address, types.Integer) or not isinstance(key, types.Integer):
-        return None
-    argtypes = tuple(args)
-    expected = types_key(argtypes)
-
-    def codegen(context, builder, sig, llargs):
-        address_value, key_value, packed = llargs
-        values = cgutils.unpack_tuple(builder, packed, len(argtypes))
-        i64 = ir.IntType(64)
-        result = cgutils.alloca_once_value(builder, ir.Constant(i64, MISMATCH))
-        matches = builder.icmp_signed("==", key_value, ir.Constant(key_value.type, expected))
-        with builder.if_then(matches, likely=True):
-            fnty = context.call_conv.get_function_type(types.none, argtypes)
-            fn = builder.inttoptr(address_value, fnty.as_pointer())
-            status, _ = context.call_conv.call_function(builder, fn, types.none, argtypes, values)
-            code = builder.select(status.is_error, ir.Constant(i64, FAILED), ir.Constant(i64, 0))
-            builder.store(code, result)
-        return builder.load(result)
-
-    return signature(types.int64, address, key, types.StarArgTuple.from_types(argtypes)), codegen
-
-
 @njit(inline="always")
 def check_calls(codes):
-    """Raise if any :func:`call_at` of a shell failed (``codes``: the sum of their results)."""
+    """Raise if any call of a work item failed (``codes``: the sum of their result codes)."""
     if codes >= FAILED:
         raise RuntimeError(
             "a work item of a numbaspike kernel raised an exception (out of memory?); "
@@ -121,7 +91,7 @@ def check_calls(codes):
 
 class WorkItem:
     """The work-item function of a parallel kernel, compiled on its own (``cache=True``)
-    and handed to the kernel's shell by address.
+    and called by address.
 
     Parameters
     ----------
@@ -143,7 +113,7 @@ class WorkItem:
     Notes
     -----
     A literal argument has the same machine representation as the plain integer or
-    boolean, so the key that :func:`call_at` checks is that of the plain types, and the
+    boolean, so the key that the call checks is that of the plain types, and the
     value passed at run time is the one the item was compiled for (it is part of the
     lookup). Compiling only the modes in use matters: the LIF backward item compiled
     for every reset mode, surrogate and flag took 8-10 s of the 25 s cold start of the
@@ -207,17 +177,7 @@ class WorkItem:
         return address, types_key((*local, *plain))
 
 
-# --- one parallel runner for every kernel --------------------------------------------------
-#
-# Each ``parallel=True`` function costs about 1.2 s of Numba's parfor lowering to compile,
-# however small its loop (measured on the SHD-sized training step: nine parallel shells,
-# 9-10 s of a 29-32 s cold start). The kernels below share one parallel function instead,
-# the *runner*, compiled once (and cached) for integer arguments only: it runs a work-item
-# function for each row of a table of item bounds and knows nothing of the kernel's
-# argument types. A small serial *launcher*, compiled per kernel argument types, stores
-# the kernel's arguments in a stack record and hands the runner the record's address and
-# the address of an *adapter* that it generates in its own module: the adapter reads the
-# arguments back from the record and calls the item by address (as :func:`call_at` does).
+# --- one parallel runner for every kernel (see the module's description) ---------------
 
 _I64 = ir.IntType(64)
 _BYTE_PTR = ir.IntType(8).as_pointer()
@@ -226,8 +186,11 @@ _ADAPTER_TYPE = ir.FunctionType(_I64, [_I64, _I64, _BYTE_PTR])
 
 
 def _emit_item_call(context, builder, address, key, expected, argtypes, values):
-    """Code that calls the Numba function at ``address`` with ``values`` (of ``argtypes``)
-    if ``key == expected``; returns the result code of :func:`call_at`."""
+    """Code that calls the Numba function at ``address`` (which returns None) with
+    ``values`` (of ``argtypes``) if ``key == expected``; returns 0 after a successful call,
+    :data:`MISMATCH` (having called nothing) on a mismatch, :data:`FAILED` if the function
+    raised. An exception raised inside a parallel region does not reach the caller by
+    itself: the runner sums the codes and the launcher passes them to :func:`check_calls`."""
     result = cgutils.alloca_once_value(builder, ir.Constant(_I64, MISMATCH))
     matches = builder.icmp_signed("==", key, ir.Constant(key.type, expected))
     with builder.if_then(matches, likely=True):
