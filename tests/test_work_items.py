@@ -12,6 +12,7 @@ from numbaspike.kernels.work_items import (
     WorkItem,
     _launch,
     item_ranges,
+    raise_for_codes,
     runner_address,
 )
 
@@ -49,7 +50,7 @@ def test_mismatched_argument_types_call_nothing_and_raise(parallel):
     out = np.full(8, -1.0)
     bounds = item_ranges(8, 2)
     with pytest.raises(RuntimeError, match="other types than the item was compiled for"):
-        _launch(runner_address(parallel), address32, key32, bounds, x, out, 1.0)  # float64
+        raise_for_codes(_launch(runner_address(parallel), address32, key32, bounds, x, out, 1.0))
     assert (out == -1.0).all()  # no item ran
 
 
@@ -69,7 +70,7 @@ def test_kernel_launch_rejects_an_item_of_other_types():
     bounds = cpu.li_forward.bounds(args64)
     for parallel in (False, True):
         with pytest.raises(RuntimeError, match="other types"):
-            _launch(runner_address(parallel), address32, key32, bounds, *args64)
+            raise_for_codes(_launch(runner_address(parallel), address32, key32, bounds, *args64))
     cpu.li_forward(*args64)  # the dispatcher finds the float64 item itself
     assert np.isfinite(args64[6]).all() and np.abs(args64[6]).sum() > 0  # v_out
 

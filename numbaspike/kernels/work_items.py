@@ -60,7 +60,14 @@ except ImportError:  # pragma: no cover - a Numba without it: slower keys, same 
         return typeof(value, Purpose.argument)
 
 
-__all__ = ["ItemKernel", "WorkItem", "check_calls", "item_ranges", "runner_address", "types_key"]
+__all__ = [
+    "ItemKernel",
+    "WorkItem",
+    "raise_for_codes",
+    "item_ranges",
+    "runner_address",
+    "types_key",
+]
 
 
 #: Result code of a call of an item whose argument types do not match the call's.
@@ -74,9 +81,10 @@ def types_key(argtypes) -> int:
     return zlib.crc32(repr(tuple(argtypes)).encode()) & 0x7FFFFFFF
 
 
-@njit(inline="always")
-def check_calls(codes):
-    """Raise if any call of a work item failed (``codes``: the sum of their result codes)."""
+def raise_for_codes(codes: int) -> None:
+    """Raise if any call of a work item failed (``codes``: the sum of their result codes).
+    Checked in Python, after the launcher returns: raising from compiled code would add
+    exception machinery to the module of every launcher (about 0.1 s of compile each)."""
     if codes >= FAILED:
         raise RuntimeError(
             "a work item of a numbaspike kernel raised an exception (out of memory?); "
@@ -162,7 +170,7 @@ class WorkItem:
         for k in self._constant_positions if self._constant_values(args) else ():
             if plain[k] == types.boolean:
                 compiled[k] = types.literal(bool(args[k]))
-            elif isinstance(plain[k], types.Integer) and plain[k] == types.int64:
+            elif plain[k] == types.int64:
                 compiled[k] = types.literal(int(args[k]))
             else:
                 raise TypeError(
@@ -190,7 +198,7 @@ def _emit_item_call(context, builder, address, key, expected, argtypes, values):
     ``values`` (of ``argtypes``) if ``key == expected``; returns 0 after a successful call,
     :data:`MISMATCH` (having called nothing) on a mismatch, :data:`FAILED` if the function
     raised. An exception raised inside a parallel region does not reach the caller by
-    itself: the runner sums the codes and the launcher passes them to :func:`check_calls`."""
+    itself: the runner sums the codes and the launcher returns them to :func:`raise_for_codes`."""
     result = cgutils.alloca_once_value(builder, ir.Constant(_I64, MISMATCH))
     matches = builder.icmp_signed("==", key, ir.Constant(key.type, expected))
     with builder.if_then(matches, likely=True):
@@ -310,7 +318,9 @@ def _launch_items(typingctx, runner, item, key, bounds, args):
 
 @njit(cache=True)
 def _launch(runner, item, key, bounds, *args):
-    check_calls(_launch_items(runner, item, key, bounds, args))
+    """Run the item at ``item`` over ``bounds`` by the runner at ``runner``; returns the
+    sum of the items' result codes (:func:`raise_for_codes` turns them into errors)."""
+    return _launch_items(runner, item, key, bounds, args)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -357,4 +367,5 @@ class ItemKernel:
         """Run every work item, on the calling thread unless ``parallel``."""
         bounds = self.bounds(args)
         address, key = self.item.address(args)
-        _launch(runner_address(parallel and bounds.shape[0] > 1), address, key, bounds, *args)
+        runner = runner_address(parallel and bounds.shape[0] > 1)
+        raise_for_codes(_launch(runner, address, key, bounds, *args))
