@@ -439,19 +439,24 @@ def _copy_2d(src, dst):
             dst[r, k] = src[r, k]
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _store_range(out, e0, buf, m):
     """``out[e0:e0+m] = buf[:m]`` (a loop: no shape checks to compile).
 
     The loop indexes a view of the range, not ``out[e0 + k]``: Numba's wraparound of an index
     LLVM cannot prove non-negative made that store a scalar loop (measured 2.5-3 ms of the
-    7-8 ms of an in-place LIF forward pass, T=500 B=16 N=512 float32, one thread)."""
+    7-8 ms of an in-place LIF forward pass, T=500 B=16 N=512 float32, one thread).
+
+    Called, not inlined (as :func:`_gather`): each inlined copy of a loop is typed and
+    vectorised again, and the copies of these two helpers cost 0.4-0.6 s of the cold
+    compile of a work item; a call per row of hundreds of elements costs nothing
+    measurable."""
     dst = out[e0 : e0 + m]
     for k in range(m):
         dst[k] = buf[k]
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _add_range(out, e0, buf, m):
     """``out[e0:e0+m] += buf[:m]`` (through a view, as :func:`_store_range`)."""
     dst = out[e0 : e0 + m]
@@ -474,9 +479,10 @@ def _flat(a):
     return a.reshape(a.shape[0], a.shape[1] * a.shape[2])
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _gather(param, n, e0, m):
-    """``param[(e0 + k) % n]`` for ``k < m``: per-element copies of per-neuron values."""
+    """``param[(e0 + k) % n]`` for ``k < m``: per-element copies of per-neuron values
+    (called once per work item; see :func:`_store_range` for why it is not inlined)."""
     out = np.empty(m, param.dtype)
     j = e0 % n
     for k in range(m):
@@ -1044,13 +1050,19 @@ def _blocks_of(axis_size, count):
     return bounds
 
 
-#: Mode arguments compiled in as constants for their default values
-#: (:class:`~.work_items.WorkItem`): a program in the default modes compiles only their
-#: code; other modes share one general compilation. The forward pass's only costly branches
-#: are the smooth and reset modes (its output flags choose destinations); the backward
-#: pass's are all of its modes (either detach mode: Norse's recurrent step detaches the
-#: reset, its feed-forward step does not).
-FORWARD_MODES = {"reset_code": (0,), "smooth": (False,)}
+#: Mode arguments compiled in as constants for the values a training step uses
+#: (:class:`~.work_items.WorkItem`): a program in these modes compiles only their code;
+#: other modes share one general compilation. Training stores spikes and membranes but no
+#: currents nor traces (simulation stores no membranes); the backward pass takes either
+#: detach mode (Norse's recurrent step detaches the reset, its feed-forward step does not).
+FORWARD_MODES = {
+    "reset_code": (0,),
+    "smooth": (False,),
+    "store_z": (True,),
+    "store_h": (True, False),  # training, simulation
+    "store_i1": (False,),
+    "store_trace": (False,),
+}
 BACKWARD_MODES = {
     "reset_code": (0,),
     "sg_code": (0,),
@@ -1069,6 +1081,7 @@ li_forward = ItemKernel(
     _li_forward_item,
     _flat_bounds,
     parallel_by_work(_flat_work),
+    {"store_v": (True,), "store_i1": (False,), "store_i": (False,)},
 )
 li_backward = ItemKernel(
     _li_backward_item, _flat_bounds, parallel_by_work(_flat_work), {"param_grads": (False,)}
