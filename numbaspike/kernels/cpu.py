@@ -785,7 +785,7 @@ def _lif_recurrent_backward_group(
     b0, b1, grad_z, h, i1, v0, w_rec, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code,
     alpha, smooth, detach, param_grads, gx, gv, gi, gz_rec, g_am, g_decay, g_vth, g_vleak,
 ):  # fmt: skip
-    """Batch rows ``b0 .. b0 + rows - 1`` of the recurrent LIF backward pass (a work item of
+    """Batch rows ``b0 .. b1 - 1`` of the recurrent LIF backward pass (a work item of
     :data:`lif_recurrent_backward`; groups of up to :data:`ROW_GROUP` rows share each load of
     a row of ``w_rec`` for their recurrent gradients)."""
     n_steps, batch, n = grad_z.shape

@@ -345,8 +345,9 @@ class ItemKernel:
         ``bounds(args)``: a C-contiguous (n_items, 2) int64 array of ``(lo, hi)`` pairs,
         fixed by the shapes of ``args`` (never by the thread count, so that results do not
         depend on it).
-    parallel : callable
-        ``parallel(args)``: whether a call should open a parallel region.
+    parallel : callable or None
+        ``parallel(args)``: whether a call should open a parallel region (None for a kernel
+        run only through :meth:`run`, which is told).
     constants : dict of str to tuple
         Arguments compiled in as constants for the listed values (:class:`WorkItem`).
     **options
