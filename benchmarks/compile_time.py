@@ -11,9 +11,10 @@ Each measurement is a fresh Python process (environment as in ``_harness.py``):
 * **train step**: the SHD network of ``shd_step.py`` (Linear 700->256, LIFRecurrent 256,
   Linear 256->20, LI 20, max-over-time CE, Adam), at two sizes:
 
-  - ``SHD size`` (T=100, B=64): large enough for the kernels' ``parallel=True`` versions;
-  - ``tiny`` (T=20, B=2, 50-32r-5): small enough for their serial versions;
-    skipped with ``--quick``.
+  - ``SHD size`` (T=100, B=64): large enough for the kernels to run in parallel (the
+    shared parallel runner of ``numbaspike/kernels/work_items.py``);
+  - ``tiny`` (T=20, B=2, 50-32r-5): small enough for them to run serially (its serial
+    runner) and for the dense projections; skipped with ``--quick``.
 
   First a process with ``NUMBA_CACHE_DIR`` pointing to an empty temporary directory
   (cold: everything compiles), then a second process with the same directory (warm:
