@@ -53,7 +53,7 @@ from .intrinsics import (
 )
 from .jit import njit
 from .vector_math import exp_nonpositive, like
-from .work_items import ItemKernel, item_ranges
+from .work_items import ItemKernel, blocks_of, item_ranges, one_item_each, parts_of
 
 # Scalar device functions, compiled from the single source in kernels/math.py. Functions
 # that divide use NumPy's error model (IEEE inf/NaN; their divisors are never 0 for
@@ -414,12 +414,6 @@ def _flush_param_grads(acc, b, n0, m, g_am, g_decay, g_vth, g_vleak):
         acc[3, k] = 0.0
 
 
-@njit
-def _store_row(out, t, b, n0, buf, m):
-    """``out[t, b, n0:n0+m] = buf[:m]``."""
-    _store_range(out[t, b], n0, buf, m)
-
-
 @njit(inline="always")
 def _prefetch_step(arr, t, b, n0, m, write):
     """Prefetch ``arr[t, b, n0:n0+m]`` (if ``arr`` has step ``t``), one hint per cache line."""
@@ -462,12 +456,6 @@ def _add_range(out, e0, buf, m):
     dst = out[e0 : e0 + m]
     for k in range(m):
         dst[k] += buf[k]
-
-
-@njit(inline="always")
-def _store_state(out, b, n0, buf, m):
-    """``out[b, n0:n0+m] = buf[:m]`` (a loop: no shape checks to compile)."""
-    _store_range(out[b], n0, buf, m)
 
 
 # --- feed-forward LIF ---------------------------------------------------------------------
@@ -629,8 +617,8 @@ def _recurrent_forward_block(
     )
     _store_range(z_next, n0, zt, m)
     if store_trace:
-        _store_row(v_out, t, b, n0, vv, m)
-        _store_row(i_out, t, b, n0, ii, m)
+        _store_range(v_out[t, b], n0, vv, m)
+        _store_range(i_out[t, b], n0, ii, m)
 
 
 def _lif_recurrent_forward_stepwise(
@@ -690,9 +678,9 @@ def _lif_recurrent_forward_row(
         )  # fmt: skip
         for k in range(n):
             z_prev[k] = z_next[k]
-    _store_state(v, b, 0, vv, n)
-    _store_state(i, b, 0, ii, n)
-    _store_state(z_state, b, 0, z_prev, n)
+    _store_range(v[b], 0, vv, n)
+    _store_range(i[b], 0, ii, n)
+    _store_range(z_state[b], 0, z_prev, n)
 
 
 @njit
@@ -813,9 +801,9 @@ def _lif_recurrent_backward_group(
     _recurrent_grad(gx, np.int64(0), b0, rows, w_rec, 0, n, grb, 0, 0)
     for r in range(rows):
         b = b0 + r
-        _store_state(gv, b, 0, gvb[r], n)
-        _store_state(gi, b, 0, gib[r], n)
-        _store_state(gz_rec, b, 0, grb[r], n)
+        _store_range(gv[b], 0, gvb[r], n)
+        _store_range(gi[b], 0, gib[r], n)
+        _store_range(gz_rec[b], 0, grb[r], n)
         if param_grads:
             _flush_param_grads(acc[r], b, 0, n, g_am, g_decay, g_vth, g_vleak)
 
@@ -1029,25 +1017,10 @@ def _flat_bounds(args):
     return item_ranges(size, (chunk + 15) // 16 * 16)
 
 
-def _row_bounds(args):
-    """One work item per batch row."""
-    return item_ranges(args[0].shape[1], 1)
-
-
 def _row_group_bounds(args):
     """Groups of up to :data:`ROW_GROUP` batch rows, at least 4 groups to share out."""
     batch = args[0].shape[1]
     return item_ranges(batch, max(1, min(ROW_GROUP, batch // 4)))
-
-
-def _blocks_of(axis_size, count):
-    """Bounds of about ``count`` equal blocks of ``axis_size(args)`` entries."""
-
-    def bounds(args):
-        size = axis_size(args)
-        return item_ranges(size, max(1, -(-size // count)))
-
-    return bounds
 
 
 #: Mode arguments compiled in as constants for the values a training step uses
@@ -1088,7 +1061,7 @@ li_backward = ItemKernel(
 )
 
 
-def _recurrent_kernel(stepwise_fn, rows: ItemKernel):
+def _recurrent_kernel(name: str, stepwise_fn, rows: ItemKernel):
     """Serial for small problems; parallel over batch rows (``rows``: one region) when there
     are at least as many rows as threads; otherwise one parallel region per step over
     neuron blocks (``stepwise_fn``, its per-step work inline)."""
@@ -1107,7 +1080,7 @@ def _recurrent_kernel(stepwise_fn, rows: ItemKernel):
             parallel = False
         rows.run(parallel, *args)
 
-    kernel.__name__ = rows.__name__.lstrip("_")
+    kernel.__name__ = name
     kernel.__doc__ = stepwise_fn.__doc__
     kernel.stepwise = stepwise
     kernel.rows = rows
@@ -1115,29 +1088,36 @@ def _recurrent_kernel(stepwise_fn, rows: ItemKernel):
 
 
 lif_recurrent_forward = _recurrent_kernel(
+    "lif_recurrent_forward",
     _lif_recurrent_forward_stepwise,
-    ItemKernel(_lif_recurrent_forward_row, _row_bounds, None, FORWARD_MODES),
+    ItemKernel(
+        _lif_recurrent_forward_row,
+        one_item_each(lambda args: args[0].shape[1]),  # a batch row each
+        None,
+        FORWARD_MODES,
+    ),
 )
 lif_recurrent_backward = _recurrent_kernel(
+    "lif_recurrent_backward",
     _lif_recurrent_backward_stepwise,
     ItemKernel(_lif_recurrent_backward_group, _row_group_bounds, None, BACKWARD_MODES),
 )
 
 _weight_grad_partials = ItemKernel(
     _weight_grad_chunk,
-    lambda args: item_ranges(args[-1].shape[0], 1),  # one item per partial
+    one_item_each(lambda args: args[-1].shape[0]),  # a partial each
     parallel_by_work(_feed_forward_work),
     {"sg_code": (0,), "smooth": (False,)},
 )
 #: ``out += partials.sum(0)`` in chunk order (also used by :mod:`.projection`).
 sum_partials = ItemKernel(
     _sum_partials_rows,
-    _blocks_of(lambda args: args[0].shape[1], 16),
+    parts_of(lambda args: args[0].shape[1], 16),
     parallel_by_work(lambda args: args[0].size),
 )
 _weight_grad_by_columns = ItemKernel(
     _weight_grad_columns,
-    lambda args: item_ranges(args[0].shape[2], 16),
+    blocks_of(lambda args: args[0].shape[2], 16),
     parallel_by_work(_feed_forward_work),
 )
 

@@ -31,7 +31,7 @@ from .intrinsics import WORD as _WORD
 from .intrinsics import popcount as _popcount
 from .intrinsics import trailing_zeros as _trailing_zeros
 from .jit import njit
-from .work_items import ItemKernel, item_ranges
+from .work_items import ItemKernel, blocks_of, one_item_each
 
 __all__ = [
     "SpikeEvents",
@@ -221,16 +221,6 @@ def _always_parallel(args) -> bool:
     return parallel_allowed()
 
 
-def _one_item_each(count):
-    """Bounds ``(c, c + 1)`` for the ``count(args)`` work items ``c``."""
-    return lambda args: item_ranges(count(args), 1)
-
-
-def _blocks(size, block):
-    """Bounds of consecutive blocks of ``block`` of the ``size(args)`` rows or columns."""
-    return lambda args: item_ranges(size(args), block)
-
-
 def _event_masks(c, _c_end, x, masks, counts, not_one):
     """Chunk ``c`` (of ``not_one.shape[0]``, ``_c_end`` = c + 1) of the rows of ``x``:
     ``masks[m, w]`` bit ``b`` = ``x[m, 64·w + b] != 0``; ``counts[m]`` = events of row m;
@@ -243,23 +233,13 @@ def _event_masks(c, _c_end, x, masks, counts, not_one):
     other = np.uint64(0)  # bits of events that are not 1 (NaN included)
     for m in range(c * per_chunk, min((c + 1) * per_chunk, m_rows)):
         count = 0
-        for w in range(n_full):  # fixed trip count: unrolled and vectorised
-            xw = x[m, w * _WORD : (w + 1) * _WORD]
-            word = np.uint64(0)
-            ones = np.uint64(0)
-            for b in range(_WORD):
-                word |= np.uint64(xw[b] != 0) << np.uint64(b)
-                ones |= np.uint64(xw[b] == 1) << np.uint64(b)
+        for w in range(n_full):  # a fixed trip count: unrolled and vectorised
+            word, ones = _word_bits(x[m, w * _WORD : (w + 1) * _WORD], _WORD)
             masks[m, w] = word
             other |= word ^ ones
             count += _popcount(word)
         if tail:
-            xw = x[m, n_full * _WORD :]
-            word = np.uint64(0)
-            ones = np.uint64(0)
-            for b in range(tail):
-                word |= np.uint64(xw[b] != 0) << np.uint64(b)
-                ones |= np.uint64(xw[b] == 1) << np.uint64(b)
+            word, ones = _word_bits(x[m, n_full * _WORD :], tail)
             masks[m, n_full] = word
             other |= word ^ ones
             count += _popcount(word)
@@ -267,8 +247,20 @@ def _event_masks(c, _c_end, x, masks, counts, not_one):
     not_one[c] = other != 0
 
 
+@njit(inline="always")
+def _word_bits(xw, width):
+    """``(word, ones)``: bit ``b`` of ``word`` is ``xw[b] != 0``, of ``ones`` ``xw[b] == 1``,
+    for ``b < width`` (at most 64)."""
+    word = np.uint64(0)
+    ones = np.uint64(0)
+    for b in range(width):
+        word |= np.uint64(xw[b] != 0) << np.uint64(b)
+        ones |= np.uint64(xw[b] == 1) << np.uint64(b)
+    return word, ones
+
+
 _event_masks = ItemKernel(
-    _event_masks, _one_item_each(lambda args: args[3].shape[0]), _always_parallel
+    _event_masks, one_item_each(lambda args: args[3].shape[0]), _always_parallel
 )
 
 
@@ -294,7 +286,7 @@ def _compact_events(c, _c_end, x, masks, row_ptr, cols, values, chunks):
 
 
 _compact_events = ItemKernel(
-    _compact_events, _one_item_each(lambda args: args[5]), _always_parallel
+    _compact_events, one_item_each(lambda args: args[5]), _always_parallel
 )
 
 
@@ -364,7 +356,7 @@ def _events_matmul(m0, m1, row_ptr, cols, values, w_t, out):
 
 _events_matmul = ItemKernel(
     _events_matmul,
-    _blocks(lambda args: args[4].shape[0], ROW_BLOCK),
+    blocks_of(lambda args: args[4].shape[0], ROW_BLOCK),
     _always_parallel,
     fastmath={"contract"},
 )
@@ -451,16 +443,17 @@ def _narrow_matmul(m0, m1, a, b, out):
             j += 1
 
 
-# --------------------------------------------------------------------------------------
-# Weight gradient: grad_w_t += x.T @ grad_y
-# --------------------------------------------------------------------------------------
-
 _narrow_matmul = ItemKernel(
     _narrow_matmul,
-    _blocks(lambda args: args[2].shape[0], ROW_BLOCK),
+    blocks_of(lambda args: args[2].shape[0], ROW_BLOCK),
     _always_parallel,
     fastmath={"contract"},
 )
+
+
+# --------------------------------------------------------------------------------------
+# Weight gradient: grad_w_t += x.T @ grad_y
+# --------------------------------------------------------------------------------------
 
 
 def events_weight_grad(events: SpikeEvents, grad_y, grad_w_t):
@@ -524,7 +517,7 @@ def _weight_grad_partials(c, _c_end, row_ptr, cols, values, grad_y, partials):
 
 _weight_grad_partials = ItemKernel(
     _weight_grad_partials,
-    _one_item_each(lambda args: args[4].shape[0]),
+    one_item_each(lambda args: args[4].shape[0]),
     _always_parallel,
     fastmath={"contract"},
 )
@@ -562,6 +555,14 @@ def _weight_grad_by_columns(j0, j1, col_ptr, rows, order, values, grad_y, grad_w
                 grad_w_t[j, k] += v * grad_y[m, k]
 
 
+_weight_grad_by_columns = ItemKernel(
+    _weight_grad_by_columns,
+    blocks_of(lambda args: args[5].shape[0], COL_BLOCK),
+    _always_parallel,
+    fastmath={"contract"},
+)
+
+
 # --------------------------------------------------------------------------------------
 # Path choice
 # --------------------------------------------------------------------------------------
@@ -584,13 +585,6 @@ def _weight_grad_by_columns(j0, j1, col_ptr, rows, order, values, grad_y, grad_w
 #: The measured break-even densities (events = BLAS, interpolated) were about 0.14 at
 #: ``n_out`` = 20, 0.16 at 64, 0.17 at 256 and 0.14 at 1024 (float64 alike: about 0.17 at 20
 #: and 0.2 at 256); the model gives 0.07, 0.15, 0.17 and 0.18.
-
-_weight_grad_by_columns = ItemKernel(
-    _weight_grad_by_columns,
-    _blocks(lambda args: args[5].shape[0], COL_BLOCK),
-    _always_parallel,
-    fastmath={"contract"},
-)
 
 
 SCAN_COST = 3.0e-10

@@ -34,13 +34,13 @@ import numpy as np
 from .cpu import (
     _adjoint_row,
     _prefetch_step,
-    _store_state,
+    _store_range,
     parallel_by_work,
     surrogate_grad,
 )
 from .intrinsics import WORD, popcount, trailing_zeros
 from .jit import njit
-from .work_items import ItemKernel, item_ranges
+from .work_items import ItemKernel, one_item_each, parts_of
 
 
 @njit(inline="always")
@@ -106,11 +106,7 @@ def _fill_active(r0, r1, h, masks, row_ptr, first_row, cols, values):
 ROW_ITEMS = 64
 
 
-def _step_row_bounds(args):
-    rows = args[0].shape[0] * args[0].shape[1]  # h (Tc, B, N)
-    return item_ranges(rows, max(1, -(-rows // ROW_ITEMS)))
-
-
+_step_row_bounds = parts_of(lambda args: args[0].shape[0] * args[0].shape[1], ROW_ITEMS)
 _by_size = parallel_by_work(lambda args: args[0].size)
 pack_rows = ItemKernel(_pack_rows, _step_row_bounds, _by_size)
 fill_active = ItemKernel(_fill_active, _step_row_bounds, _by_size)
@@ -165,13 +161,13 @@ def _lif_sparse_backward(
             gzb, hb, scratch[0], sb, th, v_reset, am, dd, n, reset_code, False, detach,
             gvb, gib, gx[t, b], scratch[1], scratch[2], scratch[3], False,
         )  # fmt: skip
-    _store_state(gv, b, 0, gvb, n)
-    _store_state(gi, b, 0, gib, n)
+    _store_range(gv[b], 0, gvb, n)
+    _store_range(gi[b], 0, gib, n)
     if recurrent:
         for j in range(n):
             gz_rec[b, j] = _dot_row(gx, 0, b, w_rec_t, j)
 
 
 lif_sparse_backward = ItemKernel(
-    _lif_sparse_backward, lambda args: item_ranges(args[0].shape[1], 1), _by_size
+    _lif_sparse_backward, one_item_each(lambda args: args[0].shape[1]), _by_size
 )

@@ -65,6 +65,9 @@ __all__ = [
     "WorkItem",
     "raise_for_codes",
     "item_ranges",
+    "one_item_each",
+    "blocks_of",
+    "parts_of",
     "runner_address",
     "types_key",
 ]
@@ -329,6 +332,27 @@ def item_ranges(size: int, step: int) -> np.ndarray:
     ``0 .. size``, as :class:`ItemKernel` takes them (cached: never write to the result)."""
     lo = np.arange(0, size, step, dtype=np.int64)
     return np.ascontiguousarray(np.stack([lo, np.minimum(lo + step, size)], axis=1))
+
+
+def one_item_each(count):
+    """``bounds(args)`` for :class:`ItemKernel`: one work item ``(c, c + 1)`` for each
+    ``c < count(args)``."""
+    return lambda args: item_ranges(count(args), 1)
+
+
+def blocks_of(size, step):
+    """``bounds(args)``: consecutive blocks of ``step`` of the ``size(args)`` entries."""
+    return lambda args: item_ranges(size(args), step)
+
+
+def parts_of(size, count):
+    """``bounds(args)``: about ``count`` equal blocks of the ``size(args)`` entries."""
+
+    def bounds(args):
+        entries = size(args)
+        return item_ranges(entries, max(1, -(-entries // count)))
+
+    return bounds
 
 
 class ItemKernel:
