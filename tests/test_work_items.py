@@ -1,5 +1,6 @@
-"""Work items called by address (numbaspike/kernels/work_items.py): the call, its type
-check, the per-type addresses, and the kernels built on them."""
+"""Work items called by address (numbaspike/kernels/work_items.py): the records that carry
+a kernel's arguments, the adapters' type check, the per-type entries, and the kernels built
+on them."""
 
 import numpy as np
 import pytest
@@ -10,10 +11,9 @@ from numbaspike.kernels.jit import njit as kernel_njit
 from numbaspike.kernels.work_items import (
     ItemKernel,
     WorkItem,
-    _launch,
     item_ranges,
     raise_for_codes,
-    runner_address,
+    run_entry,
 )
 
 
@@ -29,33 +29,81 @@ def _raising_item(e0, e1, x, out, factor):
         out[k] = x[k]
 
 
-def test_addresses_are_per_argument_types_and_reused():
+def test_entries_are_per_argument_types_and_reused():
     item = WorkItem(_scale_item)
     a32 = (np.ones(4, np.float32), np.zeros(4, np.float32), np.float32(1))
     a64 = (np.ones(4), np.zeros(4), 1.0)
-    first = item.address(a32)
-    assert item.address((np.ones(9, np.float32), np.zeros(9, np.float32), np.float32(3))) == first
-    assert item.address(a64) != first
+    first = item.entry(a32)
+    assert item.entry((np.ones(9, np.float32), np.zeros(9, np.float32), np.float32(3))) is first
+    assert item.entry(a64) is not first
+    assert item.entry(a64).address != first.address
     assert len(item.dispatcher.overloads) == 2
     readonly = np.ones(4)
     readonly.flags.writeable = False  # another Numba type: its own compilation
-    assert item.address((readonly, np.zeros(4), 1.0)) != item.address(a64)
+    assert item.entry((readonly, np.zeros(4), 1.0)) is not item.entry(a64)
+    assert len(item.dispatcher.overloads) == 3
+    # each adapter lives in its item's library (compiled and cached with it)
+    libraries = {id(compiled.library) for compiled in item.dispatcher.overloads.values()}
+    assert id(first._library) in libraries and id(item.entry(a64)._library) in libraries
+
+
+def _echo_item(lo, hi, out, i32, u8, i64, flag, f32, f64, nothing, a2, a0, strided):
+    """Writes back what it received, so that the record's packing can be checked."""
+    out[0] = i32
+    out[1] = u8
+    out[2] = i64
+    out[3] = 1.0 if flag else -1.0
+    out[4] = f32
+    out[5] = f64
+    out[6] = 1.0 if nothing is None else -1.0
+    out[7] = a2[1, 2]
+    out[8] = a2.shape[0] * 100 + a2.shape[1]
+    out[9] = a0[()]
+    out[10] = strided.sum()
+    out[11] = strided.shape[0]
+    out[12] = hi - lo
 
 
 @pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
-def test_mismatched_argument_types_call_nothing_and_raise(parallel):
+def test_a_record_carries_every_kind_of_argument(parallel):
+    """Integers of several widths, booleans, floats, None and arrays of any dimension
+    (0-d, readonly, strided) reach the item unchanged."""
+    kernel = ItemKernel(_echo_item, lambda args: item_ranges(1, 1), None)
+    a2 = np.arange(12.0).reshape(3, 4)
+    a2.flags.writeable = False
+    strided = np.arange(10.0)[::3]  # 0, 3, 6, 9: not contiguous
+    out = np.zeros(13)
+    args = (np.int32(-7), np.uint8(200), -(2**40), True, np.float32(0.1), 1e300, None)
+    kernel.run(parallel, out, *args, a2, np.array(2.5), strided)
+    np.testing.assert_array_equal(
+        out, [-7, 200, -(2**40), 1, np.float32(0.1), 1e300, 1, 6, 304, 2.5, 18, 4, 1]
+    )
+    out[:] = 0
+    kernel.run(parallel, out, np.int32(3), np.uint8(0), 5, False, np.float32(-2), -0.0, None,
+               a2, np.array(-1.0), strided)  # fmt: skip
+    assert out[:6].tolist() == [3, 0, 5, -1, -2, 0] and out[9] == -1.0
+
+
+def test_an_argument_of_another_kind_is_refused_by_name():
+    kernel = ItemKernel(_scale_item, lambda args: item_ranges(args[0].size, 2), None)
+    with pytest.raises(TypeError, match="argument 2 of a work item kernel has the type"):
+        kernel.run(False, np.ones(4), np.zeros(4), (1.0, 2.0))
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_a_record_of_other_types_calls_nothing_and_raises(parallel):
     item = WorkItem(_scale_item)
-    address32, key32 = item.address((np.ones(4, np.float32), np.zeros(4, np.float32), 1.0))
+    entry32 = item.entry((np.ones(4, np.float32), np.zeros(4, np.float32), 1.0))
     x = np.arange(8.0)
     out = np.full(8, -1.0)
-    bounds = item_ranges(8, 2)
+    record64 = item.entry((x, out, 1.0)).layout.pack((x, out, 1.0))
     with pytest.raises(RuntimeError, match="other types than the item was compiled for"):
-        raise_for_codes(_launch(runner_address(parallel), address32, key32, bounds, x, out, 1.0))
+        raise_for_codes(run_entry(parallel, entry32, record64, item_ranges(8, 2)))
     assert (out == -1.0).all()  # no item ran
 
 
-def test_kernel_launch_rejects_an_item_of_other_types():
-    """A real kernel (the leaky integrator) given the float32 item with float64 data."""
+def test_kernel_run_rejects_an_entry_of_other_types():
+    """A real kernel (the leaky integrator) given the float32 entry with float64 data."""
     rng = np.random.default_rng(0)
 
     def li_args(dtype):
@@ -66,32 +114,41 @@ def test_kernel_launch_rejects_an_item_of_other_types():
         return (x, *p, *state, *outs, True, False, False)
 
     args32, args64 = li_args(np.float32), li_args(np.float64)
-    address32, key32 = cpu.li_forward.item.address(args32)
+    entry32 = cpu.li_forward.item.entry(args32)
+    record64 = cpu.li_forward.item.entry(args64).layout.pack(args64)
     bounds = cpu.li_forward.bounds(args64)
     for parallel in (False, True):
         with pytest.raises(RuntimeError, match="other types"):
-            raise_for_codes(_launch(runner_address(parallel), address32, key32, bounds, *args64))
-    cpu.li_forward(*args64)  # the dispatcher finds the float64 item itself
+            raise_for_codes(run_entry(parallel, entry32, record64, bounds))
+    cpu.li_forward(*args64)  # the kernel finds the float64 entry itself
     assert np.isfinite(args64[6]).all() and np.abs(args64[6]).sum() > 0  # v_out
 
 
 def test_items_are_cached_on_disk(tmp_path):
-    """The items have their own on-disk cache entries (the shells no longer contain them)."""
+    """The items have their own on-disk cache entries, which carry their adapters."""
     import os
     import subprocess
     import sys
 
     snippet = (
         "import numpy as np, numbaspike as ns\n"
+        "from numbaspike.kernels import work_items as wi\n"
+        "built = []\n"
+        "wi._build_adapter = lambda *args: built.append(args)\n"
         "x = np.ones((20, 8, 64), np.float32)\n"
         "w = np.eye(64, dtype=np.float32)\n"
         "for w_rec in (None, w):\n"
         "    z, t = ns.lif_forward(x, w_rec=w_rec)\n"
         "    ns.lif_backward(np.ones_like(z), t)\n"
+        "print(len(built))\n"
     )
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    out = subprocess.run([sys.executable, "-c", snippet], env=env, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
+    for _ in ("cold", "warm"):  # the adapters come from the items' libraries, cached with them
+        out = subprocess.run(
+            [sys.executable, "-c", snippet], env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["0"]
     index_files = {f for _, _, files in os.walk(tmp_path) for f in files if f.endswith(".nbi")}
     for item in (
         "_lif_feed_forward_forward_item",
@@ -257,3 +314,22 @@ def test_kernel_items_are_compiled_for_their_modes_as_literals():
             if sig[2] == types.float64[:, :, ::1] and sig[first_mode] == types.literal(0)
         ]
         assert found, kernel.item.dispatcher.signatures
+
+
+def test_an_item_without_its_adapter_gets_one_built():
+    """An item loaded from an on-disk cache written before items carried their adapter
+    (simulated: compiled by the plain kernel pipeline) is called through an adapter
+    compiled on its own."""
+    item = WorkItem(_scale_item)
+    item.dispatcher = kernel_njit(no_cpython_wrapper=True)(_scale_item)
+    entry = item.entry((np.ones(4), np.zeros(4), 1.0))
+    (compiled,) = item.dispatcher.overloads.values()
+    assert entry._library is not compiled.library  # the adapter has a library of its own
+    x = np.arange(6.0)
+    out = np.zeros(6)
+    for parallel in (False, True):
+        out[:] = 0
+        raise_for_codes(
+            run_entry(parallel, entry, entry.layout.pack((x, out, 2.0)), item_ranges(6, 4))
+        )
+        np.testing.assert_array_equal(out, 2 * x)
