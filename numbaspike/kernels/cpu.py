@@ -467,6 +467,21 @@ def _flat(a):
     return a.reshape(a.shape[0], a.shape[1] * a.shape[2])
 
 
+@njit(inline="always")
+def _rows(count, n, dtype):
+    """``np.empty((count, n), dtype)``, allocated flat: the buffers of a dtype then share
+    one compilation of NumPy's allocation, where each shape type compiles its own (50-100 ms
+    of a cold start each)."""
+    return np.empty(count * n, dtype).reshape(count, n)
+
+
+@njit(inline="always")
+def _accumulators(count, n):
+    """``np.zeros((count, 4, n))``: float64 parameter-gradient accumulators, allocated flat
+    (see :func:`_rows`)."""
+    return np.zeros(count * 4 * n, np.float64).reshape(count, 4, n)
+
+
 @njit(cache=True)
 def _gather(param, n, e0, m):
     """``param[(e0 + k) % n]`` for ``k < m``: per-element copies of per-neuron values
@@ -544,8 +559,8 @@ def _lif_feed_forward_backward_item(
     gvf, gif = gv.reshape(gv.size), gi.reshape(gi.size)
     gvb, gib = gvf[e0:e1].copy(), gif[e0:e1].copy()
     v0f = v0.reshape(v0.size)
-    bufs = np.empty((7, m), h.dtype)
-    acc = np.zeros((4, m) if param_grads else (4, 0), np.float64)
+    bufs = _rows(7, m, h.dtype)
+    acc = _accumulators(1, m if param_grads else 0)[0]
     for t in range(n_steps - 1, -1, -1):
         ht = hf[t, e0:e1]
         _lif_adjoint_block(
@@ -634,12 +649,12 @@ def _lif_recurrent_forward_stepwise(
     n_steps, batch, n = x.shape
     nblk = (n + BLOCK - 1) // BLOCK
     z_cur = z_state.copy()
-    z_next = np.empty_like(z_state)
+    z_next = _rows(batch, n, z_state.dtype)
     for t in range(n_steps):
         for c in prange(batch * nblk):
             b, n0, n1 = _chunk(c, nblk, n)
             m = n1 - n0
-            bufs = np.empty((4, m), x.dtype)
+            bufs = _rows(4, m, x.dtype)
             fired = np.empty(n, np.int64)
             _recurrent_forward_block(
                 t, b, n0, m, x, w_rec_t, a_m[n0:n1], decay_s[n0:n1], v_leak[n0:n1], v_th[n0:n1],
@@ -664,8 +679,8 @@ def _lif_recurrent_forward_row(
     am, dd, ll, th = a_m.copy(), decay_s.copy(), v_leak.copy(), v_th.copy()
     vv, ii = v[b].copy(), i[b].copy()
     z_prev = z_state[b].copy()
-    z_next = np.empty_like(z_prev)
-    bufs = np.empty((4, n), x.dtype)
+    z_next = np.empty(n, z_prev.dtype)
+    bufs = _rows(4, n, x.dtype)
     fired = np.empty(n, np.int64)
     for t in range(n_steps):
         _prefetch_step(x, t + 1, b, 0, n, False)
@@ -749,9 +764,9 @@ def _lif_recurrent_backward_stepwise(
         for c in prange(batch * nblk):
             b, n0, n1 = _chunk(c, nblk, n)
             m = n1 - n0
-            bufs = np.empty((7, m), h.dtype)
-            gzb = np.empty((1, m), h.dtype)
-            acc = np.zeros((4, m), np.float64)
+            bufs = _rows(7, m, h.dtype)
+            gzb = _rows(1, m, h.dtype)
+            acc = _accumulators(1, m)[0]
             _recurrent_adjoint_block(
                 t, b, n0, m, grad_z, h, i1, v0, w_rec, a_m[n0:n1], decay_s[n0:n1], v_leak[n0:n1],
                 v_th[n0:n1], v_reset, reset_code, sg_code, alpha, smooth, detach, param_grads,
@@ -780,9 +795,9 @@ def _lif_recurrent_backward_group(
     rows = b1 - b0
     am, dd, ll, th = a_m.copy(), decay_s.copy(), v_leak.copy(), v_th.copy()
     gvb, gib = gv[b0 : b0 + rows].copy(), gi[b0 : b0 + rows].copy()
-    bufs = np.empty((7, n), h.dtype)
-    grb = np.empty((rows, n), h.dtype)
-    acc = np.zeros((rows, 4, n), np.float64)
+    bufs = _rows(7, n, h.dtype)
+    grb = _rows(rows, n, h.dtype)
+    acc = _accumulators(rows, n if param_grads else 0)
     for t in range(n_steps - 1, -1, -1):
         for r in range(rows):
             _prefetch_step(grad_z, t - 1, b0 + r, 0, n, False)
@@ -854,7 +869,7 @@ def _li_backward_item(
     gvf, gif, v0f = gv.reshape(gv.size), gi.reshape(gi.size), v0.reshape(v0.size)
     gvb, gib = gvf[e0:e1].copy(), gif[e0:e1].copy()
     g_tot, gi_in = np.empty(m, grad_v.dtype), np.empty(m, grad_v.dtype)
-    acc = np.zeros((4, m) if param_grads else (4, 0), np.float64)
+    acc = _accumulators(1, m if param_grads else 0)[0]
     for t in range(grad_v.shape[0] - 1, -1, -1):
         gvt, gxt = gvf_in[t, e0:e1], gxf[t, e0:e1]
         for k in range(m):

@@ -50,4 +50,6 @@ def count_non_finite(arr: np.ndarray) -> int:
             f"(C-contiguous: {arr.flags.c_contiguous})"
         )
     unsigned, exponent = _EXPONENT[arr.dtype]
-    return int(_count_exponent_all_ones(arr.reshape(-1).view(unsigned), exponent))
+    bits = arr.reshape(-1).view(unsigned)
+    bits.flags.writeable = False  # read-only whatever arr is: one compilation per dtype
+    return int(_count_exponent_all_ones(bits, exponent))
