@@ -161,8 +161,8 @@ def _lif_sparse_backward(
             gzb, hb, scratch[0], sb, th, v_reset, am, dd, n, reset_code, False, detach,
             gvb, gib, gx[t, b], scratch[1], scratch[2], scratch[3], False,
         )  # fmt: skip
-    _store_range(gv[b], 0, gvb, n)
-    _store_range(gi[b], 0, gib, n)
+    _store_range(gv[b], np.int64(0), gvb, n)
+    _store_range(gi[b], np.int64(0), gib, n)
     if recurrent:
         for j in range(n):
             gz_rec[b, j] = _dot_row(gx, 0, b, w_rec_t, j)
