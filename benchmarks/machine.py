@@ -187,6 +187,22 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _llvm_target() -> str:
+    """The CPU that LLVM (so Numba) compiles for, and its widest vector extension: the
+    "model name" alone does not tell an AVX2 EPYC from an AVX-512 one, and the kernels'
+    speed and compile time depend on it."""
+    try:
+        import llvmlite.binding as ll
+
+        name, features = ll.get_host_cpu_name(), ll.get_host_cpu_features()
+    except Exception:  # noqa: BLE001 - a description only
+        return "unknown"
+    widest = (
+        "AVX-512" if features.get("avx512f") else "AVX2" if features.get("avx2") else "no AVX2"
+    )
+    return f"{name}, {widest}"
+
+
 def load(gemm_shapes=(), fresh: bool = False, quick: bool = False) -> dict:
     """Machine measurements, measuring the bandwidth and any GEMM shape not yet cached."""
     data = None
@@ -196,6 +212,7 @@ def load(gemm_shapes=(), fresh: bool = False, quick: bool = False) -> dict:
         bw = _run_child(["--child-bandwidth"])
         data = {
             "cpu": _cpu_model(),
+            "llvm_target": _llvm_target(),
             "cores": n_threads(),
             "python": platform.python_version(),
             "openblas_vars_removed": H.removed_openblas_vars(),
@@ -274,7 +291,8 @@ def all_gemm_shapes(quick: bool) -> list:
 
 def markdown(machine: dict) -> str:
     lines = [
-        f"CPU: {machine['cpu']}, {machine['cores']} cores; BLAS: {machine.get('blas', '?')}; "
+        f"CPU: {machine['cpu']} (LLVM target: {machine.get('llvm_target', '?')}), "
+        f"{machine['cores']} cores; BLAS: {machine.get('blas', '?')}; "
         f"numba triad: {machine['numba_threads']} threads, "
         f"{machine['numba_threading_layer']} layer",
     ]

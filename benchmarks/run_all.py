@@ -95,6 +95,7 @@ def build_report(quick: bool, status: dict, src: dict, elapsed: float) -> str:
         "1-minute load average when each benchmark started: "
         + ", ".join(f"{k} {v:.1f}" for k, v in loads.items() if v is not None)
         + f" (on {mach['cores']} cores: above ~0.5 other processes compete for them).",
+        f"CPU: {mach['cpu']} (LLVM target: {mach.get('llvm_target', '?')}). "
         f"numbaspike workers: numba {ns_libs.get('numba_threads', '?')} threads, "
         f"{ns_libs.get('numba_threading_layer', '?')} threading layer, "
         f"GOMP_SPINCOUNT={ns_libs.get('GOMP_SPINCOUNT')}; "
