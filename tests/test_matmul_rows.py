@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from numba import njit
 
+from numbaspike.kernels import intrinsics
 from numbaspike.kernels.cpu import _recurrent_grad, _rows_times_matrix
 
 
@@ -65,3 +66,34 @@ def test_recurrent_grad_is_zero_past_the_last_step():
     assert not out.any()
     _recurrent_grad(a, 3, 0, 3, w, 0, 6, out, 0, 0)
     np.testing.assert_array_equal(out, 5.0)
+
+
+def test_the_tile_shape_follows_the_widest_vectors_of_the_target():
+    assert intrinsics.tile_shape("+avx2,+fma,+avx512f,+avx512bw") == (64, 2)
+    assert intrinsics.tile_shape("+avx2,+fma,-avx512f,-avx512bw") == (32, 1)
+    assert intrinsics.tile_shape("+sse4.2,-avx2,-avx512f") == (32, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(64, 2), (32, 1), (32, 2), (16, 1)])
+def test_every_tile_shape_gives_the_same_bits(monkeypatch, dtype, shape):
+    """The tiles of either target (and others) give the bits of this machine's tiles: a
+    cache or a result from another CPU cannot differ by the tiling."""
+    monkeypatch.setattr(intrinsics, "_target_tile_shape", lambda context: shape)
+    eight_rows, one_row = intrinsics.matmul_rows(8), intrinsics.matmul_rows(1)
+
+    @njit
+    def product(a, w, out):
+        eight_rows(out, 0, 0, a, 1, 0, w, 0, w.shape[1])
+        for r in range(8, a.shape[1]):
+            one_row(out, r, 0, a, 1, r, w, 0, w.shape[1])
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(2, 11, 45)).astype(dtype)
+    w = rng.normal(size=(45, 83)).astype(dtype)  # vector tiles, a single vector, columns
+    tiled = np.empty((11, 83), dtype)
+    product(a, w, tiled)
+    here = np.empty((11, 83), dtype)
+    monkeypatch.undo()
+    _rows_times_matrix(a, 1, 0, 11, w, 0, 83, here, 0, 0)
+    np.testing.assert_array_equal(tiled, here)

@@ -81,9 +81,29 @@ prefetch_read = _prefetch_intrinsic(0)
 prefetch_write = _prefetch_intrinsic(1)
 
 
-#: Bytes per vector of :func:`matmul_rows` (a 512-bit register; LLVM splits it into two
-#: 256-bit or four 128-bit operations on CPUs without AVX-512).
-VECTOR_BYTES = 64
+def tile_shape(features: str) -> tuple[int, int]:
+    """``(bytes per vector, vectors per tile)`` of :func:`matmul_rows` for a CPU of the
+    LLVM target ``features`` (``"+avx2,-avx512f,..."``).
+
+    With AVX-512 (32 vector registers): tiles of two 512-bit vectors, 16 accumulators for
+    8 rows. Without it: one 256-bit vector, 8 accumulators for 8 rows. AVX2 has 16
+    registers; the AVX-512 tile on it would be 32 256-bit accumulators, spilled to memory at
+    every step of the loop. On a Zen 3 (AVX2) this tile made the recurrent LIF backward pass
+    at SHD size (T=100, B=64, N=256, float32) 15% faster: 16.1-17.0 ms against
+    19.4-20.1 ms, alternated runs. 256-bit vectors with two per tile (16 accumulators) took
+    17.5-18.4 ms.
+    """
+    return (64, 2) if "+avx512f" in features.split(",") else (32, 1)
+
+
+def _target_tile_shape(context) -> tuple[int, int]:
+    """:func:`tile_shape` for the CPU Numba compiles for (its JIT target's features)."""
+    features = getattr(context.codegen(), "_tm_features", None)
+    if features is None:  # pragma: no cover - a Numba without it: the host's features
+        import llvmlite.binding as ll
+
+        features = ll.get_host_cpu_features().flatten()
+    return tile_shape(features)
 
 
 def matmul_rows(rows: int):
@@ -92,12 +112,11 @@ def matmul_rows(rows: int):
 
         out[o_row + q, o_col + c] = sum_j a[t, b + q, j] * w[j, w_col + c]
 
-    for ``q < rows`` and ``c < m``. The columns go in tiles of two vectors, then one
-    vector, then single columns, a vector being :data:`VECTOR_BYTES` (16 float32 or 8
-    float64). The ``rows`` x (vectors of a tile) accumulators stay in registers for the
-    whole loop over ``j``: each step of it loads the tile's vectors of ``w`` and ``rows``
-    scalars of ``a`` for ``rows`` x (vectors) fused multiply-adds, and ``out`` is written
-    once per tile.
+    for ``q < rows`` and ``c < m``. The columns go in tiles of one or two vectors (by the
+    target CPU: :func:`tile_shape`), then one vector, then single columns. The ``rows`` x
+    (vectors of a tile) accumulators stay in registers for the whole loop over ``j``: each
+    step of it loads the tile's vectors of ``w`` and ``rows`` scalars of ``a`` for
+    ``rows`` x (vectors) fused multiply-adds, and ``out`` is written once per tile.
 
     Every entry is one chain of fused multiply-adds over ``j = 0 .. K - 1`` in order,
     starting from 0, whatever the tile: a product split differently (by rows, columns or
@@ -106,7 +125,7 @@ def matmul_rows(rows: int):
     Numba's own vectorisation of this loop is limited to 256-bit vectors on CPUs that
     prefer them (LLVM's default for Intel's AVX-512 server parts), and keeps a block of
     ``out`` in memory rather than in registers; on the SHD-sized recurrent backward
-    product, (64, 256) @ (256, 256) for 100 steps, these tiles ran 2x faster (float32
+    product, (64, 256) @ (256, 256) for 100 steps, these tiles ran 2x faster with AVX-512 (float32
     5.7 ms to 2.8-3.1 ms; float64 12.1 to 6.2-6.6 ms) and as fast as OpenBLAS on the same
     product as one matrix.
     """
@@ -133,7 +152,8 @@ def matmul_rows(rows: int):
             )
             elt = context.get_value_type(dtype)
             itemsize = context.get_abi_sizeof(elt)
-            lanes = VECTOR_BYTES // itemsize
+            vector_bytes, tile_vectors = _target_tile_shape(context)
+            lanes = vector_bytes // itemsize
             vty = ir.VectorType(elt, lanes)
             align = context.get_abi_alignment(elt)
 
@@ -215,10 +235,10 @@ def matmul_rows(rows: int):
                             align=align,
                         )
 
-            # columns: tiles of two vectors, then one vector, then single columns
+            # columns: tiles of the target's vectors, then one vector, then single columns
             done = const(0)
             for n_vec, ty, fma, step in (
-                (2, vty, vector_fma, 2 * lanes),
+                (tile_vectors, vty, vector_fma, tile_vectors * lanes),
                 (1, vty, vector_fma, lanes),
                 (1, elt, scalar_fma, 1),
             ):
