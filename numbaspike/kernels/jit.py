@@ -62,10 +62,15 @@ class KernelCompiler(CompilerBase):
     built (before the first dead-branch pruning)."""
 
     def define_pipelines(self):
-        pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
-        pm.add_pass_after(LiteralArgumentsAsConstants, IRProcessing)
+        pm = self.nopython_pipeline()
         pm.finalize()
         return [pm]
+
+    def nopython_pipeline(self):
+        """The pass manager, not yet finalised (subclasses change its passes)."""
+        pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
+        pm.add_pass_after(LiteralArgumentsAsConstants, IRProcessing)
+        return pm
 
 
 def njit(fn=None, **options):

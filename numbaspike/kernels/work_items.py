@@ -218,17 +218,13 @@ class _Entry:
         :data:`FAILED` if the item raised.
     layout : _RecordLayout
         The record layout of the argument types.
-    argtypes : tuple
-        The types the item was compiled for: two ``int64``, then ``layout.argtypes`` with
-        the constant modes as literal types.
     """
 
-    __slots__ = ("address", "layout", "argtypes", "_library")
+    __slots__ = ("address", "layout", "_library")
 
-    def __init__(self, address, layout, argtypes, library):
+    def __init__(self, address, layout, library):
         self.address = address
         self.layout = layout
-        self.argtypes = argtypes
         self._library = library  # owns the adapter's machine code
 
 
@@ -285,15 +281,13 @@ class _NativeItemLowering(NativeLowering):
 class ItemCompiler(KernelCompiler):
     """:class:`~.jit.KernelCompiler` for work items: the item's C wrapper is its adapter."""
 
-    def define_pipelines(self):
-        (pm,) = super().define_pipelines()
+    def nopython_pipeline(self):
+        pm = super().nopython_pipeline()
         pm.passes = [
             (_NativeItemLowering if pass_cls is NativeLowering else pass_cls, description)
             for pass_cls, description in pm.passes
         ]
-        pm._finalized = False
-        pm.finalize()
-        return [pm]
+        return pm
 
 
 @global_compiler_lock
@@ -412,11 +406,11 @@ class WorkItem:
         symbol = result.fndesc.llvm_func_name
         address = result.library.get_pointer_to_function(_adapter_name(symbol))
         if address:
-            return _Entry(address, layout, argtypes, result.library)
+            return _Entry(address, layout, result.library)
         item_address = result.library.get_pointer_to_function(symbol)
         name = f"numbaspike_adapter_{self.__name__}_{types_key(argtypes):08x}"
         address, library = _build_adapter(name, item_address, layout)
-        return _Entry(address, layout, argtypes, library)
+        return _Entry(address, layout, library)
 
 
 # --- one parallel runner for every kernel (see the module's description) ---------------
