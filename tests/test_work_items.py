@@ -106,21 +106,22 @@ def test_kernel_run_rejects_an_entry_of_other_types():
     """A real kernel (the leaky integrator) given the float32 entry with float64 data."""
     rng = np.random.default_rng(0)
 
-    def li_args(dtype):
-        x = rng.normal(size=(5, 4, 3)).astype(dtype)
-        p = [np.full(3, v, dtype) for v in (0.1, 0.8, 0.0)]
-        state = [np.zeros((4, 3), dtype) for _ in range(2)]
-        outs = [np.empty((5, 4, 3), dtype), np.empty((0, 0, 0), dtype), np.empty((0, 0, 0), dtype)]
+    def li_args(dtype):  # (T, B*N) and (B*N,), as cpu.li_forward passes them
+        x = rng.normal(size=(5, 12)).astype(dtype)
+        p = [np.full(12, v, dtype) for v in (0.1, 0.8, 0.0)]
+        state = [np.zeros(12, dtype) for _ in range(2)]
+        outs = [np.empty((5, 12), dtype), np.empty((0, 0), dtype), np.empty((0, 0), dtype)]
         return (x, *p, *state, *outs, True, False, False)
 
+    kernel = cpu.li_forward_flat
     args32, args64 = li_args(np.float32), li_args(np.float64)
-    entry32 = cpu.li_forward.item.entry(args32)
-    record64 = cpu.li_forward.item.entry(args64).layout.pack(args64)
-    bounds = cpu.li_forward.bounds(args64)
+    entry32 = kernel.item.entry(args32)
+    record64 = kernel.item.entry(args64).layout.pack(args64)
+    bounds = kernel.bounds(args64)
     for parallel in (False, True):
         with pytest.raises(RuntimeError, match="other types"):
             raise_for_codes(run_entry(parallel, entry32, record64, bounds))
-    cpu.li_forward(*args64)  # the kernel finds the float64 entry itself
+    kernel(*args64)  # the kernel finds the float64 entry itself
     assert np.isfinite(args64[6]).all() and np.abs(args64[6]).sum() > 0  # v_out
 
 
@@ -333,3 +334,15 @@ def test_an_item_without_its_adapter_gets_one_built():
             run_entry(parallel, entry, entry.layout.pack((x, out, 2.0)), item_ranges(6, 4))
         )
         np.testing.assert_array_equal(out, 2 * x)
+
+
+def test_li_kernel_views_never_copy():
+    """cpu.li_forward / li_backward flatten (T, B, N) and (B, N) arrays to views the kernel
+    writes through; an array that could only be flattened by a copy is refused."""
+    state = np.zeros((4, 6))
+    flat = cpu._elements(state)
+    flat[3] = 1.0
+    assert state[0, 3] == 1.0
+    assert cpu._steps_by_elements(np.empty((0, 0, 0))).shape == (0, 0)
+    with pytest.raises(AttributeError):
+        cpu._elements(state.T)

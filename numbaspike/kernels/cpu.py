@@ -38,6 +38,8 @@ not need are passed with size 0 and a ``store_*`` flag of ``False``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import get_num_threads, prange
 
@@ -830,49 +832,44 @@ def _lif_recurrent_backward_group(
 def _li_forward_item(
     e0, e1, x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i
 ):  # fmt: skip
-    """Leaky integrator over all steps, neurons ``e0 .. e1 - 1`` of the flattened (B*N) axis
-    (a work item of :data:`li_forward`); output is the membrane ``v`` of every step."""
-    n = x.shape[2]
+    """Leaky integrator over all steps, elements ``e0 .. e1 - 1`` of the flattened (B*N)
+    axis (a work item of :func:`li_forward`, which flattens its arguments): ``x``, ``v_out``,
+    ``i1_out``, ``i_out`` are (T, B*N) and the parameters and the state (B*N,)."""
     m = e1 - e0
-    am, dd, ll = _gather(a_m, n, e0, m), _gather(decay_s, n, e0, m), _gather(v_leak, n, e0, m)
-    xf, vof, i1f, iof = _flat(x), _flat(v_out), _flat(i1_out), _flat(i_out)
-    vf, if_ = v.reshape(v.size), i.reshape(i.size)
-    vv, ii = vf[e0:e1].copy(), if_[e0:e1].copy()
+    am, dd, ll = a_m[e0:e1], decay_s[e0:e1], v_leak[e0:e1]
+    vv, ii = v[e0:e1].copy(), i[e0:e1].copy()
     i1b = np.empty(m, x.dtype)
     for t in range(x.shape[0]):
-        xt = xf[t, e0:e1]
+        xt = x[t, e0:e1]
         for k in range(m):
             h, i1, i_next = membrane_step(vv[k], ii[k], xt[k], am[k], dd[k], ll[k])
             vv[k] = h
             ii[k] = i_next
             i1b[k] = i1
         if store_v:
-            _store_range(vof[t], e0, vv, m)
+            _store_range(v_out[t], e0, vv, m)
         if store_i1:
-            _store_range(i1f[t], e0, i1b, m)
+            _store_range(i1_out[t], e0, i1b, m)
         if store_i:
-            _store_range(iof[t], e0, ii, m)
-    _store_range(vf, e0, vv, m)
-    _store_range(if_, e0, ii, m)
+            _store_range(i_out[t], e0, ii, m)
+    _store_range(v, e0, vv, m)
+    _store_range(i, e0, ii, m)
 
 
 def _li_backward_item(
     e0, e1, grad_v, v_out, i1, v0, a_m, decay_s, v_leak, param_grads, gx, gv, gi, g_am,
     g_decay, g_vleak,
 ):  # fmt: skip
-    """BPTT through the leaky integrator, neurons ``e0 .. e1 - 1`` of the flattened (B*N)
-    axis (a work item of :data:`li_backward`); ``gv``, ``gi`` leave as initial-state
-    gradients."""
-    n = grad_v.shape[2]
+    """BPTT through the leaky integrator, elements ``e0 .. e1 - 1`` of the flattened (B*N)
+    axis (a work item of :func:`li_backward`, which flattens its arguments: (T, B*N) and
+    (B*N,)); ``gv``, ``gi`` leave as initial-state gradients."""
     m = e1 - e0
-    am, dd, ll = _gather(a_m, n, e0, m), _gather(decay_s, n, e0, m), _gather(v_leak, n, e0, m)
-    gvf_in, vof, i1f, gxf = _flat(grad_v), _flat(v_out), _flat(i1), _flat(gx)
-    gvf, gif, v0f = gv.reshape(gv.size), gi.reshape(gi.size), v0.reshape(v0.size)
-    gvb, gib = gvf[e0:e1].copy(), gif[e0:e1].copy()
+    am, dd, ll = a_m[e0:e1], decay_s[e0:e1], v_leak[e0:e1]
+    gvb, gib = gv[e0:e1].copy(), gi[e0:e1].copy()
     g_tot, gi_in = np.empty(m, grad_v.dtype), np.empty(m, grad_v.dtype)
     acc = _accumulators(1, m if param_grads else 0)[0]
     for t in range(grad_v.shape[0] - 1, -1, -1):
-        gvt, gxt = gvf_in[t, e0:e1], gxf[t, e0:e1]
+        gvt, gxt = grad_v[t, e0:e1], gx[t, e0:e1]
         for k in range(m):
             g_tot[k] = gvb[k] + gvt[k]
             gi_in[k] = gib[k]
@@ -880,18 +877,18 @@ def _li_backward_item(
         for k in range(m):  # after the loop: gxt may be gvt (see _adjoint_row)
             gxt[k] = gib[k]
         if param_grads:
-            vp = vof[t - 1, e0:e1] if t > 0 else v0f[e0:e1]
-            i1t = i1f[t, e0:e1]
+            vp = v_out[t - 1, e0:e1] if t > 0 else v0[e0:e1]
+            i1t = i1[t, e0:e1]
             for k in range(m):
                 acc[0, k] += g_tot[k] * ((ll[k] - vp[k]) + i1t[k])
                 acc[1, k] += gi_in[k] * i1t[k]
                 acc[3, k] += g_tot[k] * am[k]
-    _store_range(gvf, e0, gvb, m)
-    _store_range(gif, e0, gib, m)
+    _store_range(gv, e0, gvb, m)
+    _store_range(gi, e0, gib, m)
     if param_grads:
-        _add_range(g_am.reshape(g_am.size), e0, acc[0], m)
-        _add_range(g_decay.reshape(g_decay.size), e0, acc[1], m)
-        _add_range(g_vleak.reshape(g_vleak.size), e0, acc[3], m)
+        _add_range(g_am, e0, acc[0], m)
+        _add_range(g_decay, e0, acc[1], m)
+        _add_range(g_vleak, e0, acc[3], m)
 
 
 # --- recurrent weight gradient ------------------------------------------------------------
@@ -996,14 +993,19 @@ def _feed_forward_work(args) -> int:
     return args[0].size  # x or grad_z: (T, B, N), one parallel region over all steps
 
 
+def _flat_size(x) -> int:
+    """B*N of a (T, B, N) or (T, B*N) array."""
+    return math.prod(x.shape[1:])
+
+
 def _flat_work(args) -> int:
     """Work of a kernel parallel over chunks of the flattened (B*N) axis
     (:func:`_flat_bounds`): none worth a parallel region unless there are at least two
     full chunks. An SHD-sized readout (B*N = 64 * 20) ran as fast serially (LI forward
     113-130 us either way, backward 60-68 us), and its parallel variants were 1.6 s of
     the cold compile of a training step."""
-    x = args[0]  # x or grad_z (T, B, N)
-    if x.shape[1] * x.shape[2] < 2 * FLAT_CHUNK_MIN:
+    x = args[0]  # x or grad_z (T, B, N), or (T, B*N)
+    if _flat_size(x) < 2 * FLAT_CHUNK_MIN:
         return 0
     return x.size
 
@@ -1025,10 +1027,10 @@ def parallel_by_work(work):
 
 
 def _flat_bounds(args):
-    """The flattened (B*N) axis of a feed-forward kernel (its first argument is (T, B, N))
-    in about :data:`FLAT_CHUNKS` chunks of :data:`FLAT_CHUNK_MIN` .. :data:`FLAT_CHUNK_MAX`
+    """The flattened (B*N) axis of a feed-forward kernel (its first argument is (T, B, N),
+    or (T, B*N) for the leaky integrator) in about :data:`FLAT_CHUNKS` chunks of :data:`FLAT_CHUNK_MIN` .. :data:`FLAT_CHUNK_MAX`
     elements, a multiple of 16 (no two chunks share a cache line)."""
-    size = args[0].shape[1] * args[0].shape[2]
+    size = _flat_size(args[0])
     chunk = min(FLAT_CHUNK_MAX, max(FLAT_CHUNK_MIN, size // FLAT_CHUNKS))
     return item_ranges(size, (chunk + 15) // 16 * 16)
 
@@ -1066,15 +1068,69 @@ lif_feed_forward_forward = ItemKernel(
 lif_feed_forward_backward = ItemKernel(
     _lif_feed_forward_backward_item, _flat_bounds, parallel_by_work(_flat_work), BACKWARD_MODES
 )
-li_forward = ItemKernel(
+li_forward_flat = ItemKernel(
     _li_forward_item,
     _flat_bounds,
     parallel_by_work(_flat_work),
     {"store_v": (True,), "store_i1": (False,), "store_i": (False,)},
 )
-li_backward = ItemKernel(
+li_backward_flat = ItemKernel(
     _li_backward_item, _flat_bounds, parallel_by_work(_flat_work), {"param_grads": (False,)}
 )
+
+
+def _steps_by_elements(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous (T, B, N) array as a (T, B*N) view (an empty one as (0, 0))."""
+    return _view_as(a, (a.shape[0], a.shape[1] * a.shape[2]))
+
+
+def _elements(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous (B, N) array as a (B*N,) view."""
+    return _view_as(a, (a.size,))
+
+
+def _view_as(a: np.ndarray, shape: tuple) -> np.ndarray:
+    """A view of ``a`` with ``shape``; raises if that would need a copy (the kernels write
+    through these views)."""
+    view = a.view()
+    view.shape = shape
+    return view
+
+
+def _per_element(param: np.ndarray, batch: int) -> np.ndarray:
+    """Per-neuron values (N,) repeated for each of ``batch`` rows: (B*N,)."""
+    return np.tile(param, batch)
+
+
+def li_forward(x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i):
+    """Leaky integrator over all steps of ``x`` (T, B, N): membranes to ``v_out``, the
+    currents before the decay to ``i1_out`` and after it to ``i_out`` (each if its flag is
+    set, otherwise an empty (0, 0, 0) array may be passed); ``v``, ``i`` (B, N) are updated
+    in place. The parameters are per neuron, (N,). The kernel works on the flattened (B*N)
+    axis (:data:`li_forward_flat`): one compilation, however the arrays are shaped, and no
+    reshaping inside it."""
+    batch = x.shape[1]
+    li_forward_flat(
+        _steps_by_elements(x), _per_element(a_m, batch), _per_element(decay_s, batch),
+        _per_element(v_leak, batch), _elements(v), _elements(i), _steps_by_elements(v_out),
+        _steps_by_elements(i1_out), _steps_by_elements(i_out), store_v, store_i1, store_i,
+    )  # fmt: skip
+
+
+def li_backward(
+    grad_v, v_out, i1, v0, a_m, decay_s, v_leak, param_grads, gx, gv, gi, g_am, g_decay, g_vleak
+):  # fmt: skip
+    """BPTT through the leaky integrator, (T, B, N) arrays as for :func:`li_forward`; ``gv``,
+    ``gi`` (B, N) enter as the final-state adjoints and leave as the initial-state ones;
+    with ``param_grads`` the (B, N) float64 ``g_am``, ``g_decay``, ``g_vleak`` are
+    accumulated into (otherwise they may be empty). Runs :data:`li_backward_flat`."""
+    batch = grad_v.shape[1]
+    li_backward_flat(
+        _steps_by_elements(grad_v), _steps_by_elements(v_out), _steps_by_elements(i1),
+        _elements(v0), _per_element(a_m, batch), _per_element(decay_s, batch),
+        _per_element(v_leak, batch), param_grads, _steps_by_elements(gx), _elements(gv),
+        _elements(gi), _elements(g_am), _elements(g_decay), _elements(g_vleak),
+    )  # fmt: skip
 
 
 def _recurrent_kernel(name: str, stepwise_fn, rows: ItemKernel):
