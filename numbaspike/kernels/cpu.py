@@ -677,7 +677,12 @@ def _lif_recurrent_forward_row(
     """Batch row ``b`` (``_b_end`` = b + 1) of the recurrent LIF forward pass, all steps;
     the row's spikes of the previous and the current step are kept in two local buffers.
     A work item of :data:`lif_recurrent_forward` for batches of at least as many rows as
-    threads (and of its serial runs)."""
+    threads (and of its serial runs).
+
+    Unlike the backward pass (:func:`_lif_recurrent_backward_group`), it does not prefetch
+    the next step's rows: on the Zen 3 reference machine the prefetches made no measurable
+    difference (SHD size, 200 calls, four alternated runs: 3.56-4.10 ms with, 3.97-4.38 ms
+    without) and cost 0.3 s of every cold compile."""
     n_steps, batch, n = x.shape
     am, dd, ll, th = a_m.copy(), decay_s.copy(), v_leak.copy(), v_th.copy()
     vv, ii = v[b].copy(), i[b].copy()
@@ -685,10 +690,7 @@ def _lif_recurrent_forward_row(
     z_next = np.empty(n, z_prev.dtype)
     bufs = _rows(4, n, x.dtype)
     fired = np.empty(n, np.int64)
-    for t in range(n_steps):
-        _prefetch_step(x, t + 1, b, 0, n, False)
-        _prefetch_step(z_out, t + 1, b, 0, n, True)
-        _prefetch_step(h_out, t + 1, b, 0, n, True)
+    for t in range(n_steps):  # no software prefetch: see the docstring
         _recurrent_forward_block(
             t, b, np.int64(0), n, x, w_rec_t, am, dd, ll, th, v_reset, reset_code, sg_code, alpha,
             smooth, vv, ii, z_prev, z_next, bufs, fired, z_out, h_out, i1_out, v_out, i_out,
