@@ -306,13 +306,13 @@ def test_kernel_items_are_compiled_for_their_modes_as_literals():
     z, tape = ns.lif_forward(x, param_grads=False)  # the defaults of the layers
     ns.lif_backward(np.ones_like(z), tape)
     for kernel, first_mode in (
-        (cpu.lif_feed_forward_forward, 2 + 6),  # item locals, then x .. v_reset
-        (cpu.lif_feed_forward_backward, 2 + 9),  # grad_z .. v_reset
+        (cpu.lif_feed_forward_forward_flat, 2 + 6),  # item locals, then x .. v_reset
+        (cpu.lif_feed_forward_backward_flat, 2 + 9),  # grad_z .. v_reset
     ):
         found = [
             sig
             for sig in kernel.item.dispatcher.signatures
-            if sig[2] == types.float64[:, :, ::1] and sig[first_mode] == types.literal(0)
+            if sig[2] == types.float64[:, ::1] and sig[first_mode] == types.literal(0)
         ]
         assert found, kernel.item.dispatcher.signatures
 

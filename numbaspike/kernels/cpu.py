@@ -1,9 +1,10 @@
 """CPU kernels: parallel ``numba.njit`` loops around the scalar maths of :mod:`.math`.
 
 One fused kernel per layer kind and direction. The time loop runs inside the kernel.
-Feed-forward kernels see a (T, B, N) array as (T, B*N) and are parallel over contiguous
-chunks of that flattened axis, each chunk running all ``T`` steps with its state (and
-per-element copies of the neuron parameters) in small local buffers. Recurrent kernels
+Feed-forward kernels (LIF and LI) are handed their (T, B, N) arrays as (T, B*N) views and
+the neuron parameters repeated per batch row, (B*N,), by small Python functions
+(:func:`lif_feed_forward_forward`, ...), and are parallel over contiguous chunks of that
+flattened axis, each chunk running all ``T`` steps with its state in small local buffers. Recurrent kernels
 couple the neurons of a batch row from one step to the next: with at least as many batch
 rows as threads they are parallel over rows (each row runs all steps, one parallel region
 in all); with fewer rows (e.g. B = 1) they open one parallel region per step over blocks
@@ -37,8 +38,6 @@ not need are passed with size 0 and a ``store_*`` flag of ``False``.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numba import get_num_threads, prange
@@ -443,7 +442,7 @@ def _store_range(out, e0, buf, m):
     LLVM cannot prove non-negative made that store a scalar loop (measured 2.5-3 ms of the
     7-8 ms of an in-place LIF forward pass, T=500 B=16 N=512 float32, one thread).
 
-    Called, not inlined (as :func:`_gather`): each inlined copy of a loop is typed and
+    Called, not inlined: each inlined copy of a loop is typed and
     vectorised again, and the copies of these two helpers cost 0.4-0.6 s of the cold
     compile of a work item; a call per row of hundreds of elements costs nothing
     measurable. Call sites pass ``np.int64(0)``, not ``0``, for a row's start: a literal
@@ -465,12 +464,6 @@ def _add_range(out, e0, buf, m):
 
 
 @njit(inline="always")
-def _flat(a):
-    """A (T, B, N) array as (T, B*N) (C-contiguous: a view)."""
-    return a.reshape(a.shape[0], a.shape[1] * a.shape[2])
-
-
-@njit(inline="always")
 def _rows(count, n, dtype):
     """``np.empty((count, n), dtype)``, allocated flat: the buffers of a dtype then share
     one compilation of NumPy's allocation, where each shape type compiles its own (50-100 ms
@@ -485,44 +478,18 @@ def _accumulators(count, n):
     return np.zeros(count * 4 * n, np.float64).reshape(count, 4, n)
 
 
-@njit(cache=True)
-def _gather(param, n, e0, m):
-    """``param[(e0 + k) % n]`` for ``k < m``: per-element copies of per-neuron values
-    (called once per work item; see :func:`_store_range` for why it is not inlined)."""
-    out = np.empty(m, param.dtype)
-    j = e0 % n
-    for k in range(m):
-        out[k] = param[j]
-        j += 1
-        if j == n:
-            j = 0
-    return out
-
-
-@njit(inline="always")
-def _gather_block(a_m, decay_s, v_leak, v_th, n, e0, m):
-    return (
-        _gather(a_m, n, e0, m),
-        _gather(decay_s, n, e0, m),
-        _gather(v_leak, n, e0, m),
-        _gather(v_th, n, e0, m),
-    )
-
-
 def _lif_feed_forward_forward_item(
     e0, e1, x, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
     v, i, z_out, h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
 ):  # fmt: skip
-    """Feed-forward LIF over all steps, neurons ``e0 .. e1 - 1`` of the flattened (B*N)
-    axis (a work item of :data:`lif_feed_forward_forward`); updates the state ``v``, ``i``
-    (B, N) in place."""
+    """Feed-forward LIF over all steps, elements ``e0 .. e1 - 1`` of the flattened (B*N)
+    axis (a work item of :func:`lif_feed_forward_forward`, which flattens its arguments:
+    (T, B*N) arrays, and (B*N,) parameters and state); updates the state ``v``, ``i`` in
+    place."""
     n_steps = x.shape[0]
     m = e1 - e0
-    am, dd, ll, th = _gather_block(a_m, decay_s, v_leak, v_th, x.shape[2], e0, m)
-    xf, zf, hf, i1f = _flat(x), _flat(z_out), _flat(h_out), _flat(i1_out)
-    vtf, itf = _flat(v_out), _flat(i_out)
-    vf, if_ = v.reshape(v.size), i.reshape(i.size)
-    vv, ii = vf[e0:e1].copy(), if_[e0:e1].copy()
+    am, dd, ll, th = a_m[e0:e1], decay_s[e0:e1], v_leak[e0:e1], v_th[e0:e1]
+    vv, ii = v[e0:e1].copy(), i[e0:e1].copy()
     hb, i1b, zb = np.empty(m, x.dtype), np.empty(m, x.dtype), np.empty(m, x.dtype)
     # z_out may be x (an in-place forward pass): the step then writes its spikes to a local
     # buffer, copied over x after it. The step loop writing z into x's own rows ran 1.5-1.7x
@@ -530,55 +497,53 @@ def _lif_feed_forward_forward_item(
     # 7.9-9.3 ms), and so did reading a copy of the row of x while writing z into x.
     in_place = store_z and z_out.ctypes.data == x.ctypes.data
     for t in range(n_steps):
-        zt = zf[t, e0:e1] if store_z and not in_place else zb
-        ht = hf[t, e0:e1] if store_h else hb
-        it = i1f[t, e0:e1] if store_i1 else i1b
+        zt = z_out[t, e0:e1] if store_z and not in_place else zb
+        ht = h_out[t, e0:e1] if store_h else hb
+        it = i1_out[t, e0:e1] if store_i1 else i1b
         _lif_step_row(
-            xf[t, e0:e1], am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth, vv,
+            x[t, e0:e1], am, dd, ll, th, v_reset, m, reset_code, sg_code, alpha, smooth, vv,
             ii, zt, ht, it,
         )  # fmt: skip
         if in_place:
-            _store_range(zf[t], e0, zb, m)
+            _store_range(z_out[t], e0, zb, m)
         if store_trace:
-            _store_range(vtf[t], e0, vv, m)
-            _store_range(itf[t], e0, ii, m)
-    _store_range(vf, e0, vv, m)
-    _store_range(if_, e0, ii, m)
+            _store_range(v_out[t], e0, vv, m)
+            _store_range(i_out[t], e0, ii, m)
+    _store_range(v, e0, vv, m)
+    _store_range(i, e0, ii, m)
 
 
 def _lif_feed_forward_backward_item(
     e0, e1, grad_z, h, i1, v0, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha,
     smooth, detach, param_grads, gx, gv, gi, g_am, g_decay, g_vth, g_vleak,
 ):  # fmt: skip
-    """BPTT through the feed-forward LIF, neurons ``e0 .. e1 - 1`` of the flattened (B*N)
-    axis, all steps in reverse (a work item of :data:`lif_feed_forward_backward`). ``gv``,
-    ``gi`` (B, N) enter as the adjoints of the final state (normally 0) and leave as the
-    gradients of the initial state; parameter gradients are added to the (B, N) float64
-    arrays ``g_*`` when ``param_grads``."""
+    """BPTT through the feed-forward LIF, elements ``e0 .. e1 - 1`` of the flattened (B*N)
+    axis, all steps in reverse (a work item of :func:`lif_feed_forward_backward`, which
+    flattens its arguments as :func:`lif_feed_forward_forward` does). ``gv``, ``gi`` enter
+    as the adjoints of the final state (normally 0) and leave as the gradients of the
+    initial state; parameter gradients are added to the float64 arrays ``g_*`` when
+    ``param_grads``."""
     n_steps = grad_z.shape[0]
     m = e1 - e0
-    am, dd, ll, th = _gather_block(a_m, decay_s, v_leak, v_th, grad_z.shape[2], e0, m)
-    gzf, hf, i1f, gxf = _flat(grad_z), _flat(h), _flat(i1), _flat(gx)
-    gvf, gif = gv.reshape(gv.size), gi.reshape(gi.size)
-    gvb, gib = gvf[e0:e1].copy(), gif[e0:e1].copy()
-    v0f = v0.reshape(v0.size)
+    am, dd, ll, th = a_m[e0:e1], decay_s[e0:e1], v_leak[e0:e1], v_th[e0:e1]
+    gvb, gib = gv[e0:e1].copy(), gi[e0:e1].copy()
     bufs = _rows(7, m, h.dtype)
     acc = _accumulators(1, m if param_grads else 0)[0]
     for t in range(n_steps - 1, -1, -1):
-        ht = hf[t, e0:e1]
+        ht = h[t, e0:e1]
         _lif_adjoint_block(
-            ht, hf[t - 1, e0:e1] if t > 0 else ht, v0f[e0:e1],
-            i1f[t, e0:e1] if param_grads else ht, t == 0, m, gzf[t, e0:e1], gxf[t, e0:e1],
+            ht, h[t - 1, e0:e1] if t > 0 else ht, v0[e0:e1],
+            i1[t, e0:e1] if param_grads else ht, t == 0, m, grad_z[t, e0:e1], gx[t, e0:e1],
             am, dd, ll, th, v_reset, reset_code, sg_code, alpha, smooth, detach, param_grads,
             gvb, gib, bufs, acc,
         )  # fmt: skip
-    _store_range(gvf, e0, gvb, m)
-    _store_range(gif, e0, gib, m)
+    _store_range(gv, e0, gvb, m)
+    _store_range(gi, e0, gib, m)
     if param_grads:
-        _add_range(g_am.reshape(g_am.size), e0, acc[0], m)
-        _add_range(g_decay.reshape(g_decay.size), e0, acc[1], m)
-        _add_range(g_vth.reshape(g_vth.size), e0, acc[2], m)
-        _add_range(g_vleak.reshape(g_vleak.size), e0, acc[3], m)
+        _add_range(g_am, e0, acc[0], m)
+        _add_range(g_decay, e0, acc[1], m)
+        _add_range(g_vth, e0, acc[2], m)
+        _add_range(g_vleak, e0, acc[3], m)
 
 
 # --- recurrent LIF ------------------------------------------------------------------------
@@ -995,19 +960,14 @@ def _feed_forward_work(args) -> int:
     return args[0].size  # x or grad_z: (T, B, N), one parallel region over all steps
 
 
-def _flat_size(x) -> int:
-    """B*N of a (T, B, N) or (T, B*N) array."""
-    return math.prod(x.shape[1:])
-
-
 def _flat_work(args) -> int:
     """Work of a kernel parallel over chunks of the flattened (B*N) axis
     (:func:`_flat_bounds`): none worth a parallel region unless there are at least two
     full chunks. An SHD-sized readout (B*N = 64 * 20) ran as fast serially (LI forward
     113-130 us either way, backward 60-68 us), and its parallel variants were 1.6 s of
     the cold compile of a training step."""
-    x = args[0]  # x or grad_z (T, B, N), or (T, B*N)
-    if _flat_size(x) < 2 * FLAT_CHUNK_MIN:
+    x = args[0]  # x or grad_z, (T, B*N)
+    if x.shape[1] < 2 * FLAT_CHUNK_MIN:
         return 0
     return x.size
 
@@ -1029,11 +989,10 @@ def parallel_by_work(work):
 
 
 def _flat_bounds(args):
-    """The flattened (B*N) axis of a feed-forward kernel (its first argument is (T, B, N),
-    or (T, B*N) for the leaky integrator) in about :data:`FLAT_CHUNKS` chunks of
-    :data:`FLAT_CHUNK_MIN` .. :data:`FLAT_CHUNK_MAX` elements, a multiple of 16 (no two
-    chunks share a cache line)."""
-    size = _flat_size(args[0])
+    """The flattened (B*N) axis of a feed-forward kernel (its first argument is (T, B*N)) in
+    about :data:`FLAT_CHUNKS` chunks of :data:`FLAT_CHUNK_MIN` .. :data:`FLAT_CHUNK_MAX`
+    elements, a multiple of 16 (no two chunks share a cache line)."""
+    size = args[0].shape[1]
     chunk = min(FLAT_CHUNK_MAX, max(FLAT_CHUNK_MIN, size // FLAT_CHUNKS))
     return item_ranges(size, (chunk + 15) // 16 * 16)
 
@@ -1065,10 +1024,12 @@ BACKWARD_MODES = {
     "param_grads": (False,),
 }
 
-lif_feed_forward_forward = ItemKernel(
+#: The kernels over the flattened (B*N) axis: (T, B*N) arrays, (B*N,) parameters and state,
+#: as the functions below pass them.
+lif_feed_forward_forward_flat = ItemKernel(
     _lif_feed_forward_forward_item, _flat_bounds, parallel_by_work(_flat_work), FORWARD_MODES
 )
-lif_feed_forward_backward = ItemKernel(
+lif_feed_forward_backward_flat = ItemKernel(
     _lif_feed_forward_backward_item, _flat_bounds, parallel_by_work(_flat_work), BACKWARD_MODES
 )
 li_forward_flat = ItemKernel(
@@ -1100,23 +1061,63 @@ def _view_as(a: np.ndarray, shape: tuple) -> np.ndarray:
     return view
 
 
-def _per_element(param: np.ndarray, batch: int) -> np.ndarray:
-    """Per-neuron values (N,) repeated for each of ``batch`` rows: (B*N,)."""
-    return np.tile(param, batch)
+def _per_element(batch: int, *params: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-neuron values (N,) repeated for each of ``batch`` rows: (B*N,) each. Fresh
+    arrays: B*N values per parameter, against the T*B*N steps of the kernel that reads them
+    (a scratch array would compete with the weight-gradient partials for
+    :mod:`.scratch`'s few places)."""
+    return tuple(np.tile(param, batch) for param in params)
+
+
+# The (T, B, N) interface of the flat kernels. Their items neither gather per-neuron
+# parameters nor reshape arrays: with the LI items, that took 0.6-0.7 s off the cold compile
+# of the SHD training step.
+
+
+def lif_feed_forward_forward(
+    x, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth, v, i, z_out,
+    h_out, i1_out, v_out, i_out, store_z, store_h, store_i1, store_trace,
+):  # fmt: skip
+    """Feed-forward LIF over all steps of ``x`` (T, B, N): spikes, membranes before the
+    reset, currents before the decay and the state traces to ``z_out``, ``h_out``,
+    ``i1_out``, ``v_out``, ``i_out`` (each if its flag is set, otherwise an empty (0, 0, 0)
+    array may be passed; ``z_out`` may be ``x``); the state ``v``, ``i`` (B, N) is updated
+    in place; the parameters are per neuron, (N,). Runs
+    :data:`lif_feed_forward_forward_flat`."""
+    lif_feed_forward_forward_flat(
+        _steps_by_elements(x), *_per_element(x.shape[1], a_m, decay_s, v_leak, v_th), v_reset,
+        reset_code, sg_code, alpha, smooth, _elements(v), _elements(i),
+        *map(_steps_by_elements, (z_out, h_out, i1_out, v_out, i_out)), store_z, store_h,
+        store_i1, store_trace,
+    )  # fmt: skip
+
+
+def lif_feed_forward_backward(
+    grad_z, h, i1, v0, a_m, decay_s, v_leak, v_th, v_reset, reset_code, sg_code, alpha, smooth,
+    detach, param_grads, gx, gv, gi, g_am, g_decay, g_vth, g_vleak,
+):  # fmt: skip
+    """BPTT through the feed-forward LIF, (T, B, N) arrays as for
+    :func:`lif_feed_forward_forward` (``gx`` may be ``grad_z``); ``gv``, ``gi`` (B, N) enter
+    as the final-state adjoints and leave as the initial-state ones; with ``param_grads`` the
+    (B, N) float64 ``g_*`` are accumulated into (otherwise they may be empty). Runs
+    :data:`lif_feed_forward_backward_flat`."""
+    lif_feed_forward_backward_flat(
+        *map(_steps_by_elements, (grad_z, h, i1)), _elements(v0),
+        *_per_element(grad_z.shape[1], a_m, decay_s, v_leak, v_th), v_reset, reset_code,
+        sg_code, alpha, smooth, detach, param_grads, _steps_by_elements(gx),
+        *map(_elements, (gv, gi, g_am, g_decay, g_vth, g_vleak)),
+    )  # fmt: skip
 
 
 def li_forward(x, a_m, decay_s, v_leak, v, i, v_out, i1_out, i_out, store_v, store_i1, store_i):
     """Leaky integrator over all steps of ``x`` (T, B, N): membranes to ``v_out``, the
     currents before the decay to ``i1_out`` and after it to ``i_out`` (each if its flag is
     set, otherwise an empty (0, 0, 0) array may be passed); ``v``, ``i`` (B, N) are updated
-    in place. The parameters are per neuron, (N,). The kernel works on the flattened (B*N)
-    axis (:data:`li_forward_flat`), whose items neither gather the parameters nor reshape
-    arrays: 0.6-0.7 s less of a cold compile than the (T, B, N) items they replace."""
-    batch = x.shape[1]
+    in place; the parameters are per neuron, (N,). Runs :data:`li_forward_flat`."""
     li_forward_flat(
-        _steps_by_elements(x), _per_element(a_m, batch), _per_element(decay_s, batch),
-        _per_element(v_leak, batch), _elements(v), _elements(i), _steps_by_elements(v_out),
-        _steps_by_elements(i1_out), _steps_by_elements(i_out), store_v, store_i1, store_i,
+        _steps_by_elements(x), *_per_element(x.shape[1], a_m, decay_s, v_leak), _elements(v),
+        _elements(i), *map(_steps_by_elements, (v_out, i1_out, i_out)), store_v, store_i1,
+        store_i,
     )  # fmt: skip
 
 
@@ -1127,12 +1128,10 @@ def li_backward(
     ``gi`` (B, N) enter as the final-state adjoints and leave as the initial-state ones;
     with ``param_grads`` the (B, N) float64 ``g_am``, ``g_decay``, ``g_vleak`` are
     accumulated into (otherwise they may be empty). Runs :data:`li_backward_flat`."""
-    batch = grad_v.shape[1]
     li_backward_flat(
-        _steps_by_elements(grad_v), _steps_by_elements(v_out), _steps_by_elements(i1),
-        _elements(v0), _per_element(a_m, batch), _per_element(decay_s, batch),
-        _per_element(v_leak, batch), param_grads, _steps_by_elements(gx), _elements(gv),
-        _elements(gi), _elements(g_am), _elements(g_decay), _elements(g_vleak),
+        *map(_steps_by_elements, (grad_v, v_out, i1)), _elements(v0),
+        *_per_element(grad_v.shape[1], a_m, decay_s, v_leak), param_grads,
+        _steps_by_elements(gx), *map(_elements, (gv, gi, g_am, g_decay, g_vleak)),
     )  # fmt: skip
 
 
