@@ -129,7 +129,7 @@ def lower_bound(mach: dict, n_steps: int, rate: float) -> dict:
 
 
 def run(args) -> dict:
-    mach = machine.load()
+    mach = machine.load(quick=args.quick)
     t_ns, t_torch = steps(args.quick)
     repeats = 5
     params = {"T": t_ns, "T_torch": t_torch}

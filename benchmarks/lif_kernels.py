@@ -1,10 +1,14 @@
 """LIF layer alone: forward and forward+backward of numbaspike vs the PyTorch reference.
 
 x: float32 currents (T=500, B=16, N) with N in {512, 2048}; loss = sum of spikes (the
-backward gets a gradient of ones); medians of alternated runs after warm-up, in one
-process. numbaspike is timed with fresh arrays every call and, in the column "out=", with
-the spikes and dL/dx written into arrays allocated once (``out=``; only the tape is new),
-which separates the kernels from the cost of fresh memory. Also prints the first-call (JIT compile) time of ``lif_forward`` +
+backward gets a gradient of ones); medians of alternated runs after warm-up. Each of the
+five timed functions runs in its own worker process (``_harness.py``), so that neither
+library's allocator state or thread pool affects the other (in one process, PyTorch's
+fwd+bwd at N=2048 moved between 340 and 580 ms with glibc's malloc thresholds, which the
+numbaspike calls before it had raised). numbaspike is timed with fresh arrays every call
+and, in the column "out=", with the spikes and dL/dx written into arrays allocated once
+(``out=``; only the tape is new), which separates the kernels from the cost of fresh
+memory. Also prints the first-call (JIT compile) time of ``lif_forward`` +
 ``lif_backward`` in a fresh process with an empty Numba cache.
 
 Run: ``python benchmarks/lif_kernels.py [--repeats 7] [--sizes 512 2048]``
@@ -13,18 +17,20 @@ Run: ``python benchmarks/lif_kernels.py [--repeats 7] [--sizes 512 2048]``
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+import _harness as H  # noqa: E402
+import machine  # noqa: E402
 
 COMPILE_SNIPPET = """
 import time, numpy as np
@@ -52,80 +58,109 @@ def first_call_seconds(cache_dir: str) -> tuple[float, float]:
     return float(imp), float(call)
 
 
+def _input(n: int) -> np.ndarray:
+    return np.random.default_rng(0).normal(0.6, 3.0, (500, 16, n)).astype(np.float32)
+
+
+class NumbaspikeForward(H.Case):
+    def __init__(self, params):
+        import numbaspike as ns
+
+        self.ns, self.x = ns, _input(params["n"])
+
+    def step(self):
+        z, _ = self.ns.lif_forward(self.x, param_grads=False)
+        return z
+
+    def info(self):
+        return {"rate": float(self.step().mean())}
+
+
+class NumbaspikeForwardBackward(NumbaspikeForward):
+    def step(self):
+        z, tape = self.ns.lif_forward(self.x, param_grads=False)
+        self.ns.lif_backward(np.ones_like(z), tape)
+        return z
+
+
+class NumbaspikeForwardBackwardOut(NumbaspikeForward):
+    def __init__(self, params):
+        super().__init__(params)
+        self.z_buf, self.g_buf = np.empty_like(self.x), np.empty_like(self.x)
+
+    def step(self):
+        z, tape = self.ns.lif_forward(self.x, param_grads=False, out=self.z_buf)
+        self.g_buf.fill(1.0)
+        self.ns.lif_backward(self.g_buf, tape, out=self.g_buf)
+        return z
+
+
+class TorchForward(H.Case):
+    def __init__(self, params):
+        import torch
+        from torch_snn import lif_feed_forward
+
+        torch.set_num_threads(params["threads"])
+        self.torch, self.lif = torch, lif_feed_forward
+        self.xt = torch.from_numpy(_input(params["n"]))
+
+    def step(self):
+        with self.torch.no_grad():
+            return self.lif(self.xt)
+
+
+class TorchForwardBackward(TorchForward):
+    def step(self):
+        xr = self.xt.clone().requires_grad_(True)
+        z = self.lif(xr)
+        z.sum().backward()
+        return z
+
+
+FACTORIES = {
+    "ns_fwd": NumbaspikeForward,
+    "torch_fwd": TorchForward,
+    "ns_fwd_bwd": NumbaspikeForwardBackward,
+    "ns_fwd_bwd_out": NumbaspikeForwardBackwardOut,
+    "torch_fwd_bwd": TorchForwardBackward,
+}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 2048])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="time", help=argparse.SUPPRESS)
+    parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        H._worker(FACTORIES, args.worker, json.loads(args.params), args.mode)
+        return
 
-    import torch
-    from torch_snn import lif_feed_forward
-
-    import numbaspike as ns
-
-    torch.set_num_threads(2)
-    print(f"numba threads {ns.get_num_threads()}, torch threads {torch.get_num_threads()}")
+    threads = machine.n_threads()
+    print(f"each function in its own process; torch threads {threads}, numba its default")
     print(
         "| N | numbaspike fwd | torch fwd | ratio | numbaspike fwd+bwd | out= | torch fwd+bwd "
         "| ratio | rate |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.sizes:
-        x = np.random.default_rng(0).normal(0.6, 3.0, (500, 16, n)).astype(np.float32)
-        xt = torch.from_numpy(x.copy())
-
-        def ns_fwd(x=x):
-            return ns.lif_forward(x, param_grads=False)
-
-        def ns_fwd_bwd(x=x):
-            z, tape = ns.lif_forward(x, param_grads=False)
-            ns.lif_backward(np.ones_like(z), tape)
-            return z
-
-        z_buf, g_buf = np.empty_like(x), np.empty_like(x)
-
-        def ns_fwd_bwd_out(x=x, z_buf=z_buf, g_buf=g_buf):
-            z, tape = ns.lif_forward(x, param_grads=False, out=z_buf)
-            g_buf.fill(1.0)
-            ns.lif_backward(g_buf, tape, out=g_buf)
-            return z
-
-        def torch_fwd(xt=xt):
-            with torch.no_grad():
-                return lif_feed_forward(xt)
-
-        def torch_fwd_bwd(xt=xt):
-            xr = xt.clone().requires_grad_(True)
-            z = lif_feed_forward(xr)
-            z.sum().backward()
-            return z
-
-        times = {k: [] for k in ("nf", "tf", "nb", "no", "tb")}
-        for f in (ns_fwd, torch_fwd, ns_fwd_bwd, ns_fwd_bwd_out, torch_fwd_bwd):
-            f()  # warm-up (compilation)
-        for _ in range(args.repeats):
-            for key, f in (
-                ("nf", ns_fwd),
-                ("tf", torch_fwd),
-                ("nb", ns_fwd_bwd),
-                ("no", ns_fwd_bwd_out),
-                ("tb", torch_fwd_bwd),
-            ):
-                t0 = time.perf_counter()
-                f()
-                times[key].append(time.perf_counter() - t0)
-        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        rate = float(ns_fwd()[0].mean())
+        params = {"n": n, "threads": threads}
+        res = H.time_sides(__file__, {side: params for side in FACTORIES}, args.repeats)
+        med = {side: r["median"] * 1e3 for side, r in res.items()}
+        nf, tf, nb, no, tb = (med[k] for k in FACTORIES)
         print(
-            f"| {n} | {med['nf']:.1f} ms | {med['tf']:.1f} ms | {med['tf'] / med['nf']:.1f}x "
-            f"| {med['nb']:.1f} ms | {med['no']:.1f} ms | {med['tb']:.1f} ms "
-            f"| {med['tb'] / med['nb']:.1f}x | {rate:.3f} |"
+            f"| {n} | {nf:.1f} ms | {tf:.1f} ms | {tf / nf:.1f}x | {nb:.1f} ms | {no:.1f} ms "
+            f"| {tb:.1f} ms | {tb / nb:.1f}x | {res['ns_fwd']['info']['rate']:.3f} |",
+            flush=True,
         )
     with tempfile.TemporaryDirectory() as cache:
         imp, cold = first_call_seconds(cache)
         _, warm = first_call_seconds(cache)
     print(
-        f"import numbaspike {imp:.2f} s; first lif_forward+lif_backward: {cold:.1f} s cold, {warm:.1f} s with the on-disk cache"
+        f"import numbaspike {imp:.2f} s; first lif_forward+lif_backward: {cold:.1f} s cold, "
+        f"{warm:.1f} s with the on-disk cache"
     )
 
 

@@ -137,7 +137,7 @@ def lower_bound(mach: dict, n: int) -> dict:
 
 
 def run(args) -> dict:
-    mach = machine.load(gemm_shapes(args.quick))
+    mach = machine.load(gemm_shapes(args.quick), quick=args.quick)
     rows = []
     for n in sizes(args.quick):
         repeats = 5 if (args.quick or n >= 8192) else 7

@@ -5,9 +5,13 @@ Run alone to print the machine table::
     python benchmarks/machine.py [--quick]
 
 The measurements run in a subprocess whose environment lacks ``OPENBLAS_CORETYPE`` and
-``OPENBLAS_L2_SIZE`` (see ``_harness.py``), and are cached in ``results/machine.json``;
-the benchmarks call :func:`load` with the GEMM shapes they need (missing ones are
-measured then) and :func:`lower_bound` to turn FLOPs and bytes into seconds.
+``OPENBLAS_L2_SIZE`` (see ``_harness.py``) and are saved in ``results/machine.json``. The
+benchmarks call :func:`load` with the GEMM shapes they need and :func:`lower_bound` to turn
+FLOPs and bytes into seconds. A benchmark run alone measures the bandwidth and its shapes
+anew: the speed of a shared machine drifts by 10-30% within hours, and a bound taken from
+another hour (or another CPU behind the same name) would not be this run's. Under
+``run_all.py``, which measures every shape first, the benchmarks reuse that measurement
+(:data:`REUSE_ENV`).
 
 * **GEMM**: ``A (m, k) @ B (k, n)`` in float32, numpy (its BLAS, as numbaspike's
   ``Linear`` uses it) and ``torch.mm``; best of at least 5 calls after a warm-up, and of
@@ -51,6 +55,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as H  # noqa: E402
 
 MACHINE_JSON = H.RESULTS / "machine.json"
+#: Set to ``"1"`` by ``run_all.py`` for the benchmarks it starts after measuring the machine:
+#: :func:`load` then reuses ``machine.json`` (measuring only shapes it lacks).
+REUSE_ENV = "NUMBASPIKE_BENCH_REUSE_MACHINE"
 GEMM_FLOP_CAP = 1.5e11
 #: Working sets (bytes, all arrays together) of the bandwidth measurement.
 BANDWIDTH_SIZES = (8 << 20, 64 << 20, 512 << 20, 1536 << 20)
@@ -203,12 +210,19 @@ def _llvm_target() -> str:
     return f"{name}, {widest}"
 
 
-def load(gemm_shapes=(), fresh: bool = False, quick: bool = False) -> dict:
-    """Machine measurements, measuring the bandwidth and any GEMM shape not yet cached."""
+def load(gemm_shapes=(), fresh: bool | None = None, quick: bool = False) -> dict:
+    """Machine measurements for ``gemm_shapes``, saved to ``machine.json``.
+
+    ``fresh=None`` (the default) measures the bandwidth and the shapes now, unless the
+    environment has ``REUSE_ENV=1`` (set by ``run_all.py`` after its own measurement); then
+    the saved file is reused and only shapes it lacks are measured."""
+    if fresh is None:
+        fresh = os.environ.get(REUSE_ENV) != "1"
     data = None
     if MACHINE_JSON.exists() and not fresh:
         data = json.loads(MACHINE_JSON.read_text())
     if data is None:
+        H.log("machine", "measuring the bandwidth and GEMM rates for the lower bound ...")
         bw = _run_child(["--child-bandwidth"])
         data = {
             "cpu": _cpu_model(),

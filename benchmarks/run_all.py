@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -53,7 +54,8 @@ def _run(script: str, quick: bool) -> tuple[bool, float]:
     t0 = time.perf_counter()
     cmd = [sys.executable, str(H.HERE / f"{script}.py")] + (["--quick"] if quick else [])
     print(f"\n===== {script} =====", flush=True)
-    rc = subprocess.call(cmd, cwd=str(H.ROOT))
+    env = dict(os.environ, **{machine.REUSE_ENV: "1"})  # measured once, by machine.py
+    rc = subprocess.call(cmd, cwd=str(H.ROOT), env=env)
     return rc == 0, time.perf_counter() - t0
 
 

@@ -364,7 +364,7 @@ def _profile_table(ns_parts: dict, th_parts: dict, ns_step: float, th_step: floa
 
 
 def run(args) -> dict:
-    mach = machine.load(gemm_shapes(args.quick))
+    mach = machine.load(gemm_shapes(args.quick), quick=args.quick)
     repeats, prof_repeats = (5, 5) if args.quick else (15, 9)
     one_thread = () if args.quick else ("numbaspike@1t",)
     H.log(NAME, f"timing {repeats} steps per side, then {prof_repeats} profiled, alternating ...")
