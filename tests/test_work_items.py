@@ -269,6 +269,32 @@ def test_constant_arguments_compile_one_variant_per_value_with_other_modes_prune
         kernel.run(False, x, np.zeros(10), 2, False)
 
 
+@njit(inline="always")
+def _generator(x):  # Numba refuses to inline a generator
+    yield x
+
+
+@njit(inline="always")
+def _step_of_mode(x, mode):
+    if mode == 0:
+        return x + 1.0
+    return _generator(x)  # only in the branch of another mode
+
+
+def _top(x):
+    return _step_of_mode(x, 0)  # a constant mode, as the literal modes of a kernel item
+
+
+def test_the_callees_of_pruned_branches_are_not_inlined():
+    """The kernel pipeline inlines one call level at a time and prunes in between
+    (:class:`~numbaspike.kernels.jit.InlineInlinablesByLevel`): a callee reached only
+    through another mode's branch is never inlined. Numba's own pass inlines every level
+    of a callee before pruning, which fails here."""
+    assert kernel_njit(_top)(1.0) == 2.0
+    with pytest.raises(Exception, match="(?i)yield|generator"):
+        njit(_top)(1.0)  # Numba's pipeline
+
+
 def _general_item(lo, hi, x, out, mode, negate):
     for k in range(lo, hi):
         value = x[k] * mode
