@@ -30,6 +30,8 @@ literal type is part of its signature), so the constant is the value the argumen
 
 from __future__ import annotations
 
+import inspect
+
 from numba import njit as _numba_njit
 from numba import types
 from numba.core import ir, postproc
@@ -142,9 +144,27 @@ class InlineInlinablesByLevel(InlineInlinables):
         state.func_ir.blocks = simplify_CFG(state.func_ir.blocks)
 
 
+def _inlining_by_level_supported() -> bool:
+    """Whether this Numba has the inliner internals :class:`InlineInlinablesByLevel` builds
+    on (those of Numba 0.59 to 0.68 at least); otherwise Numba's own inlining pass stays,
+    which compiles the same kernels, only more slowly."""
+    try:
+        do_work = list(inspect.signature(InlineInlinables._do_work).parameters)
+        worker = InlineWorker()
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return do_work == ["self", "state", "work_list", "block", "i", "expr", "inline_worker"] and (
+        hasattr(worker, "_compiler_pipeline") and hasattr(worker, "run_untyped_passes")
+    )
+
+
+_INLINING_PASS = InlineInlinablesByLevel if _inlining_by_level_supported() else InlineInlinables
+
+
 class KernelCompiler(CompilerBase):
     """Numba's nopython pipeline with :class:`LiteralArgumentsAsConstants` after the IR is
-    built (before the first dead-branch pruning)."""
+    built (before the first dead-branch pruning) and :class:`InlineInlinablesByLevel` in
+    place of Numba's inlining pass."""
 
     def define_pipelines(self):
         pm = self.nopython_pipeline()
@@ -156,7 +176,7 @@ class KernelCompiler(CompilerBase):
         pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
         pm.add_pass_after(LiteralArgumentsAsConstants, IRProcessing)
         pm.passes = [
-            (InlineInlinablesByLevel if cls is InlineInlinables else cls, description)
+            (_INLINING_PASS if cls is InlineInlinables else cls, description)
             for cls, description in pm.passes
         ]
         return pm
