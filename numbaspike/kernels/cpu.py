@@ -4,12 +4,12 @@ One fused kernel per layer kind and direction. The time loop runs inside the ker
 Feed-forward kernels (LIF and LI) are handed their (T, B, N) arrays as (T, B*N) views and
 the neuron parameters repeated per batch row, (B*N,), by small Python functions
 (:func:`lif_feed_forward_forward`, ...), and are parallel over contiguous chunks of that
-flattened axis, each chunk running all ``T`` steps with its state in small local buffers. Recurrent kernels
-couple the neurons of a batch row from one step to the next: with at least as many batch
-rows as threads they are parallel over rows (each row runs all steps, one parallel region
-in all); with fewer rows (e.g. B = 1) they open one parallel region per step over blocks
-of neurons. The recurrent current is event-driven: only the weights of neurons that
-spiked in the previous step are read.
+flattened axis, each chunk running all ``T`` steps with its state in small local buffers.
+Recurrent kernels couple the neurons of a batch row from one step to the next: with at
+least as many batch rows as threads they are parallel over rows (each row runs all steps,
+one parallel region in all); with fewer rows (e.g. B = 1) they open one parallel region per
+step over blocks of neurons. The recurrent current is event-driven: only the weights of
+neurons that spiked in the previous step are read.
 
 Each kernel is a work-item function (a chunk of neurons, a batch row, all steps) and a
 table of work-item bounds, run by the parallel runner that all kernels share, or by its
@@ -449,11 +449,11 @@ def _store_range(out, e0, buf, m):
     LLVM cannot prove non-negative made that store a scalar loop (measured 2.5-3 ms of the
     7-8 ms of an in-place LIF forward pass, T=500 B=16 N=512 float32, one thread).
 
-    Called, not inlined: each inlined copy of a loop is typed and
-    vectorised again, and the copies of these two helpers cost 0.4-0.6 s of the cold
-    compile of a work item; a call per row of hundreds of elements costs nothing
-    measurable. Call sites pass ``np.int64(0)``, not ``0``, for a row's start: a literal
-    argument compiles a version of its own (0.1 s)."""
+    Called, not inlined: each inlined copy of a loop is typed and vectorised again, and the
+    inlined copies of this helper (with those of a parameter gather the items no longer
+    need) cost 0.4-0.6 s of the cold compile of a work item; a call per row of hundreds of
+    elements costs nothing measurable. Call sites pass ``np.int64(0)``, not ``0``, for a
+    row's start: a literal argument compiles a version of its own (0.1 s)."""
     dst = out[e0 : e0 + m]
     for k in range(m):
         dst[k] = buf[k]
