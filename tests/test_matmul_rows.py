@@ -69,13 +69,15 @@ def test_recurrent_grad_is_zero_past_the_last_step():
 
 
 def test_the_tile_shape_follows_the_widest_vectors_of_the_target():
-    assert intrinsics.tile_shape("+avx2,+fma,+avx512f,+avx512bw") == (64, 2)
-    assert intrinsics.tile_shape("+avx2,+fma,-avx512f,-avx512bw") == (32, 1)
-    assert intrinsics.tile_shape("+sse4.2,-avx2,-avx512f") == (32, 1)
+    assert intrinsics.tile_shape("+avx2,+fma,+avx512f,+avx512bw") == (64, 2, 8)
+    assert intrinsics.tile_shape("+avx2,+fma,-avx512f,-avx512bw") == (32, 2, 4)
+    assert intrinsics.tile_shape("+sse4.2,-avx2,-avx512f") == (32, 2, 4)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(64, 2), (32, 1), (32, 2), (16, 1)])
+@pytest.mark.parametrize(
+    "shape", [(64, 2, 8), (32, 2, 4), (32, 1, 8), (32, 2, 8), (16, 1, 8), (32, 3, 3), (32, 1, 1)]
+)
 def test_every_tile_shape_gives_the_same_bits(monkeypatch, dtype, shape):
     """The tiles of either target (and others) give the bits of this machine's tiles: a
     cache or a result from another CPU cannot differ by the tiling."""

@@ -81,22 +81,23 @@ prefetch_read = _prefetch_intrinsic(0)
 prefetch_write = _prefetch_intrinsic(1)
 
 
-def tile_shape(features: str) -> tuple[int, int]:
-    """``(bytes per vector, vectors per tile)`` of :func:`matmul_rows` for a CPU of the
-    LLVM target ``features`` (``"+avx2,-avx512f,..."``).
+def tile_shape(features: str) -> tuple[int, int, int]:
+    """``(bytes per vector, vectors per tile, rows per tile)`` of :func:`matmul_rows` for a
+    CPU of the LLVM target ``features`` (``"+avx2,-avx512f,..."``).
 
-    With AVX-512 (32 vector registers): tiles of two 512-bit vectors, 16 accumulators for
-    8 rows. Without it: one 256-bit vector, 8 accumulators for 8 rows. AVX2 has 16
-    registers; the AVX-512 tile on it would be 32 256-bit accumulators, spilled to memory at
-    every step of the loop. On a Zen 3 (AVX2) this tile made the recurrent LIF backward pass
-    at SHD size (T=100, B=64, N=256, float32) 15% faster: 16.1-17.0 ms against
-    19.4-20.1 ms, alternated runs. 256-bit vectors with two per tile (16 accumulators) took
-    17.5-18.4 ms.
+    With AVX-512 (32 vector registers): tiles of 8 rows by two 512-bit vectors, 16
+    accumulators. Without it: 4 rows by two 256-bit vectors, 8 accumulators of AVX2's 16
+    registers, so each broadcast coefficient of ``a`` feeds two fused multiply-adds. On a
+    Zen 3 (AVX2), the SHD-sized recurrent backward product ((64, 256) @ (256, 256), 100
+    steps, float32, one thread) took 20.1-20.9 ms in tiles of 8 rows by one vector (one
+    multiply-add per broadcast) and 13.5-14.6 ms in tiles of 4 rows by two vectors; 8 rows
+    by two vectors (16 accumulators, spilled to memory) took 22-32 ms, 2 rows by four
+    vectors 16.4-23.7 ms.
     """
-    return (64, 2) if "+avx512f" in features.split(",") else (32, 1)
+    return (64, 2, 8) if "+avx512f" in features.split(",") else (32, 2, 4)
 
 
-def _target_tile_shape(context) -> tuple[int, int]:
+def _target_tile_shape(context) -> tuple[int, int, int]:
     """:func:`tile_shape` for the CPU Numba compiles for (its JIT target's features)."""
     features = getattr(context.codegen(), "_tm_features", None)
     if features is None:  # pragma: no cover - a Numba without it: the host's features
@@ -152,7 +153,7 @@ def matmul_rows(rows: int):
             )
             elt = context.get_value_type(dtype)
             itemsize = context.get_abi_sizeof(elt)
-            vector_bytes, tile_vectors = _target_tile_shape(context)
+            vector_bytes, tile_vectors, tile_rows = _target_tile_shape(context)
             lanes = vector_bytes // itemsize
             vty = ir.VectorType(elt, lanes)
             align = context.get_abi_alignment(elt)
@@ -190,8 +191,15 @@ def matmul_rows(rows: int):
             ]
             broadcast = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
 
-            def tile(col, n_vec, ty, fma):
-                """Columns ``col .. col + n_vec * width(ty)`` of the ``rows`` rows."""
+            def tile(col, n_vec, ty, fma, block_rows):
+                """Columns ``col .. col + n_vec * width(ty)`` of the ``rows`` rows, in blocks
+                of ``block_rows`` rows (the columns of ``w`` are read again from L1 for each
+                block)."""
+                for q0 in range(0, rows, block_rows):
+                    block(col, n_vec, ty, fma, range(q0, min(rows, q0 + block_rows)))
+
+            def block(col, n_vec, ty, fma, qs):
+                """Columns ``col .. col + n_vec * width(ty)`` of the rows ``qs``."""
                 width = lanes * itemsize if ty is vty else itemsize
                 w_first = address(w_ary, sig.args[6], [const(0), builder.add(w_col_, col)])
                 accs = [
@@ -199,7 +207,7 @@ def matmul_rows(rows: int):
                         cgutils.alloca_once_value(builder, ir.Constant(ty, None))
                         for _ in range(n_vec)
                     ]
-                    for _ in range(rows)
+                    for _ in qs
                 ]
                 with cgutils.for_range(builder, n_j) as loop:
                     j = loop.index
@@ -208,8 +216,8 @@ def matmul_rows(rows: int):
                         builder.load(at(w_row, const(c * width), ty), align=align)
                         for c in range(n_vec)
                     ]
-                    for q in range(rows):
-                        offset = builder.mul(j, a_j_stride)
+                    offset = builder.mul(j, a_j_stride)
+                    for acc_row, q in zip(accs, qs, strict=True):
                         coef = builder.load(at(a_first[q], offset, elt), align=align)
                         if ty is vty:
                             coef = builder.insert_element(
@@ -221,30 +229,31 @@ def matmul_rows(rows: int):
                                 coef, ir.Constant(vty, ir.Undefined), broadcast
                             )
                         for c in range(n_vec):
-                            acc = accs[q][c]
+                            acc = acc_row[c]
                             builder.store(
                                 builder.call(fma, [coef, w_vecs[c], builder.load(acc)]), acc
                             )
-                for q in range(rows):
+                for acc_row, q in zip(accs, qs, strict=True):
                     index = [builder.add(o_row_, const(q)), builder.add(o_col_, col)]
                     o_first = address(o_ary, sig.args[0], index)
                     for c in range(n_vec):
                         builder.store(
-                            builder.load(accs[q][c]),
+                            builder.load(acc_row[c]),
                             at(o_first, const(c * width), ty),
                             align=align,
                         )
 
             # columns: tiles of the target's vectors, then one vector, then single columns
             done = const(0)
-            for n_vec, ty, fma, step in (
-                (tile_vectors, vty, vector_fma, tile_vectors * lanes),
-                (1, vty, vector_fma, lanes),
-                (1, elt, scalar_fma, 1),
+            for n_vec, ty, fma, step, block_rows in (
+                (tile_vectors, vty, vector_fma, tile_vectors * lanes, tile_rows),
+                (1, vty, vector_fma, lanes, rows),
+                (1, elt, scalar_fma, 1, rows),
             ):
                 count = builder.sdiv(builder.sub(m_, done), const(step))
                 with cgutils.for_range(builder, count) as loop:
-                    tile(builder.add(done, builder.mul(loop.index, const(step))), n_vec, ty, fma)
+                    col = builder.add(done, builder.mul(loop.index, const(step)))
+                    tile(col, n_vec, ty, fma, block_rows)
                 done = builder.add(done, builder.mul(count, const(step)))
             return context.get_dummy_value()
 
