@@ -1,8 +1,9 @@
 """Kernels loaded from Numba's on-disk cache (parallel ones included) give the same results
-as freshly compiled ones."""
+as freshly compiled ones, and an edit of any module of the package invalidates them."""
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 
@@ -53,3 +54,60 @@ def test_serial_and_parallel_variants_have_their_own_cache_entries(tmp_path):
     parallel = [f for f in index_files if f.startswith("work_items._run_items-")]
     serial = [f for f in index_files if f.startswith("work_items._run_items_serial-")]
     assert parallel and serial, sorted(index_files)
+
+
+STATS_SNIPPET = r"""
+import numpy as np
+from numbaspike.kernels import finite
+finite.count_non_finite(np.ones(10, np.float32))
+stats = finite._count_exponent_all_ones.stats
+print(finite.__file__, sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
+"""
+
+
+def test_an_edit_anywhere_in_the_package_invalidates_its_cached_kernels(tmp_path):
+    """Numba stamps a cached function with its own file only: a kernel of ``cpu.py`` would
+    be loaded with the old code of an edited ``math.py`` or ``intrinsics.py``. numbaspike's
+    locator adds a digest of the whole package (kernels/cache_stamp.py)."""
+    import numbaspike
+
+    copy = tmp_path / "src" / "numbaspike"
+    shutil.copytree(
+        os.path.dirname(numbaspike.__file__), copy, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    env = dict(
+        os.environ, PYTHONPATH=str(tmp_path / "src"), NUMBA_CACHE_DIR=str(tmp_path / "cache")
+    )
+
+    def hits_and_misses():
+        out = subprocess.run(
+            [sys.executable, "-c", STATS_SNIPPET],
+            env=env,
+            cwd=tmp_path,  # not a directory with another numbaspike in it
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr
+        path, hits, misses = out.stdout.split()
+        assert path.startswith(str(copy)), path  # the copy, not the installed package
+        return int(hits), int(misses)
+
+    assert hits_and_misses() == (0, 1)  # compiled and cached
+    assert hits_and_misses() == (1, 0)  # loaded
+    # an edit of a module other than finite.py, the kernel's own file
+    with open(copy / "kernels" / "intrinsics.py", "a") as module:
+        module.write("\n# edited\n")
+    assert hits_and_misses() == (0, 1)  # compiled again, not loaded stale
+    assert hits_and_misses() == (1, 0)
+
+
+def test_functions_outside_the_package_keep_numbas_locators():
+    from numba.core import caching
+
+    from numbaspike.kernels import cache_stamp
+
+    assert caching.CacheImpl._locator_classes[0] is cache_stamp.PackageSourceLocator
+    outside = cache_stamp.PackageSourceLocator.from_function(
+        test_functions_outside_the_package_keep_numbas_locators, __file__
+    )
+    assert outside is None
