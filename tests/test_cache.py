@@ -60,7 +60,7 @@ STATS_SNIPPET = r"""
 import numpy as np
 from numbaspike.kernels import finite
 finite.count_non_finite(np.ones(10, np.float32))
-stats = finite._count_exponent_all_ones.stats
+stats = finite._count_blocks.item.dispatcher.stats
 print(finite.__file__, sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
 """
 

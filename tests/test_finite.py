@@ -25,6 +25,26 @@ def test_count_matches_isfinite_on_random_bit_patterns(dtype):
     assert finite.count_non_finite(x) == expected
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_count_over_many_blocks_on_both_threads(dtype):
+    """Arrays from PARALLEL_MIN_SIZE entries are counted in blocks, in a parallel region:
+    every block's count reaches the sum, whatever the thread count."""
+    import numbaspike
+
+    size = 3 * finite.BLOCK + 123  # three full blocks and a short one
+    assert size >= finite.PARALLEL_MIN_SIZE
+    x = np.ones(size, dtype)
+    bad = np.array([0, finite.BLOCK - 1, finite.BLOCK, 2 * finite.BLOCK + 7, size - 1])
+    x[bad] = [np.nan, np.inf, -np.inf, np.nan, np.inf]
+    before = numbaspike.get_num_threads()
+    try:
+        for threads in (1, before):
+            numbaspike.set_num_threads(threads)
+            assert finite.count_non_finite(x) == len(bad)
+    finally:
+        numbaspike.set_num_threads(before)
+
+
 @pytest.mark.parametrize("size", [0, 1, 15, 17, 1000])
 def test_count_handles_any_size(size):
     x = np.ones(size, np.float32)

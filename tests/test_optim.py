@@ -153,6 +153,31 @@ def test_adam_kernel_is_bitwise_the_numpy_expressions(name, cls, tcls, kwargs, d
         np.testing.assert_array_equal(ours[k], ref[k], err_msg=k)
 
 
+@pytest.mark.parametrize("cls", [Adam, AdamW])
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_kernel_in_parallel_blocks_is_bitwise_the_numpy_expressions(cls, amsgrad):
+    """A parameter from PARALLEL_MIN_SIZE entries is updated in blocks on both threads
+    (and a short last block): the same bits as the NumPy expressions, with 1 or 2 threads."""
+    import numbaspike
+    from numbaspike.kernels import adam
+
+    size = 5 * adam.BLOCK + 77
+    assert size >= adam.PARALLEL_MIN_SIZE
+    rng = np.random.default_rng(7)
+    params0 = {"w": rng.normal(size=size).astype(np.float32)}
+    grads = [{"w": (rng.normal(size=size) / (1 + t)).astype(np.float32)} for t in range(4)]
+    kwargs = dict(lr=0.01, weight_decay=0.05, amsgrad=amsgrad)
+    ref = adam_numpy_reference(kwargs, params0, grads, decoupled=cls is AdamW)
+    before = numbaspike.get_num_threads()
+    try:
+        for threads in (1, before):
+            numbaspike.set_num_threads(threads)
+            ours = run_ours(cls, kwargs, params0, grads)
+            np.testing.assert_array_equal(ours["w"], ref["w"], err_msg=f"{threads} threads")
+    finally:
+        numbaspike.set_num_threads(before)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(("name", "cls", "tcls", "kwargs"), CONFIGS, ids=IDS)
 def test_matches_torch_optim(name, cls, tcls, kwargs, dtype):

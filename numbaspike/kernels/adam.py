@@ -9,22 +9,38 @@ from 2.1 ms to 0.8 ms. Numba does not fuse multiply-adds without ``fastmath``, s
 rounding is NumPy's. NumPy's error model too: a division by zero (only possible with
 ``eps = 0``) gives inf or NaN, as in NumPy and PyTorch, instead of raising, and the loop
 vectorises (with the Python model, each division's zero check kept it scalar).
+
+Arrays of at least :data:`PARALLEL_MIN_SIZE` entries are updated by both threads, in
+blocks of :data:`BLOCK` entries (work items of the shared runner,
+:mod:`~numbaspike.kernels.work_items`); element by element, so the result does not depend
+on the thread count. On the 2-core reference machine an Adam step on the SHD network's
+250 000 parameters (gradient checks included) took 1.05-1.12 ms with the serial update and
+0.59-0.71 ms with this one (medians of 300 steps, alternated processes).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from ..threads import parallel_allowed
+from .work_items import ItemKernel, blocks_of
+
+__all__ = ["adam_update", "BLOCK", "PARALLEL_MIN_SIZE"]
+
+#: Entries per work item.
+BLOCK = 1 << 14
+#: From this many entries the update opens a parallel region.
+PARALLEL_MIN_SIZE = 1 << 16
 
 
-@njit(cache=True, error_model="numpy")
-def adam_update(
-    p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, decoupled, decay_factor, weight_decay,
+def _adam_block(
+    k0, k1, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, decoupled, decay_factor, weight_decay,
     small_weight, lerp_weight, one_minus_lerp_weight, beta2, one_minus_beta2, neg_step_size,
     bias_correction2_sqrt, eps, amsgrad,
 ):  # fmt: skip
-    """Update the flat arrays ``p``, ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq``
-    with ``amsgrad``) in place from the gradient ``g``; scalars are in the dtype of ``p``.
+    """Update entries ``k0 .. k1 - 1`` of the flat arrays ``p``, ``exp_avg``,
+    ``exp_avg_sq`` (and ``max_exp_avg_sq`` with ``amsgrad``) in place from the gradient
+    ``g``; scalars are in the dtype of ``p``.
 
     Weight decay: with ``decoupled``, ``p`` is first multiplied by ``decay_factor``
     (``1 - lr * weight_decay``); otherwise ``weight_decay * p`` is added to the gradient
@@ -32,6 +48,9 @@ def adam_update(
     ``lerp_weight`` (``1 - beta1``) with ATen's two formulas (``small_weight``: the
     weight is below 0.5)."""
     coupled = weight_decay != 0
+    # views from index 0: no negative-index wraparound in the loop (which kept it scalar)
+    p, g, exp_avg, exp_avg_sq = p[k0:k1], g[k0:k1], exp_avg[k0:k1], exp_avg_sq[k0:k1]
+    max_exp_avg_sq = max_exp_avg_sq[k0:k1] if amsgrad else max_exp_avg_sq
     for k in range(p.shape[0]):
         gk = g[k]
         if decoupled:
@@ -55,3 +74,17 @@ def adam_update(
             v = vmax
         denom = np.sqrt(v) / bias_correction2_sqrt + eps
         p[k] += neg_step_size * m / denom
+
+
+def _parallel(args) -> bool:
+    return args[0].shape[0] >= PARALLEL_MIN_SIZE and parallel_allowed()
+
+
+#: ``adam_update(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, decoupled, decay_factor,
+#: weight_decay, small_weight, lerp_weight, one_minus_lerp_weight, beta2, one_minus_beta2,
+#: neg_step_size, bias_correction2_sqrt, eps, amsgrad)``: :func:`_adam_block` over all
+#: entries (flat, C-contiguous arrays of one dtype; ``max_exp_avg_sq`` empty unless
+#: ``amsgrad``).
+adam_update = ItemKernel(
+    _adam_block, blocks_of(lambda args: args[0].shape[0], BLOCK), _parallel, error_model="numpy"
+)
