@@ -41,14 +41,19 @@ def package_digest() -> str:
         for name in sorted(f for f in files if f.endswith(".py")):
             path = os.path.join(root, name)
             digest.update(os.path.relpath(path, PACKAGE_DIR).encode())
-            with open(path, "rb") as source:
-                digest.update(source.read())
+            try:
+                with open(path, "rb") as source:
+                    digest.update(source.read())
+            except OSError:  # unreadable: its name still counts, and import goes on
+                digest.update(b"\0unreadable")
     return digest.hexdigest()
 
 
 def _in_package(py_file: str) -> bool:
-    path = os.path.abspath(py_file)
-    return os.path.commonpath([path, PACKAGE_DIR]) == PACKAGE_DIR
+    try:
+        return os.path.commonpath([os.path.abspath(py_file), PACKAGE_DIR]) == PACKAGE_DIR
+    except ValueError:  # another drive (Windows)
+        return False
 
 
 class PackageSourceLocator(caching._CacheLocator):

@@ -89,10 +89,11 @@ def tile_shape(features: str) -> tuple[int, int, int]:
     accumulators. Without it: 4 rows by two 256-bit vectors, 8 accumulators of AVX2's 16
     registers, so each broadcast coefficient of ``a`` feeds two fused multiply-adds. On a
     Zen 3 (AVX2), the SHD-sized recurrent backward product ((64, 256) @ (256, 256), 100
-    steps, float32, one thread) took 20.1-20.9 ms in tiles of 8 rows by one vector (one
-    multiply-add per broadcast) and 13.5-14.6 ms in tiles of 4 rows by two vectors; 8 rows
-    by two vectors (16 accumulators, spilled to memory) took 22-32 ms, 2 rows by four
-    vectors 16.4-23.7 ms.
+    steps, float32, one thread; medians of five runs) took 19.5-20.9 ms in tiles of 8 rows
+    by one vector (one multiply-add per broadcast) and 11.2-14.6 ms in tiles of 4 rows by
+    two vectors; 8 rows by two vectors (16 accumulators, spilled to memory) took 23-32 ms,
+    2 rows by four vectors 18.6-23.7 ms, 4 rows by three vectors about as long as 4 by two
+    (10.2-17.1 ms), with 16 of 256 columns left to single vectors.
     """
     return (64, 2, 8) if "+avx512f" in features.split(",") else (32, 2, 4)
 
@@ -113,11 +114,12 @@ def matmul_rows(rows: int):
 
         out[o_row + q, o_col + c] = sum_j a[t, b + q, j] * w[j, w_col + c]
 
-    for ``q < rows`` and ``c < m``. The columns go in tiles of one or two vectors (by the
-    target CPU: :func:`tile_shape`), then one vector, then single columns. The ``rows`` x
-    (vectors of a tile) accumulators stay in registers for the whole loop over ``j``: each
-    step of it loads the tile's vectors of ``w`` and ``rows`` scalars of ``a`` for
-    ``rows`` x (vectors) fused multiply-adds, and ``out`` is written once per tile.
+    for ``q < rows`` and ``c < m``. The columns go in tiles of the target CPU's vectors
+    (:func:`tile_shape`), each over blocks of its rows per tile, then one vector, then
+    single columns (those two over all ``rows`` at once). A tile's (rows of a block) x
+    (vectors) accumulators stay in registers for the whole loop over ``j``: each step of it
+    loads the tile's vectors of ``w`` and one scalar of ``a`` per row of the block, for
+    (rows) x (vectors) fused multiply-adds, and ``out`` is written once per tile.
 
     Every entry is one chain of fused multiply-adds over ``j = 0 .. K - 1`` in order,
     starting from 0, whatever the tile: a product split differently (by rows, columns or
