@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..threads import parallel_allowed
-from .work_items import ItemKernel, blocks_of
+from .work_items import ItemKernel, blocks_of, parallel_from
 
 __all__ = ["adam_update", "BLOCK", "PARALLEL_MIN_SIZE"]
 
@@ -76,8 +75,8 @@ def _adam_block(
         p[k] += neg_step_size * m / denom
 
 
-def _parallel(args) -> bool:
-    return args[0].shape[0] >= PARALLEL_MIN_SIZE and parallel_allowed()
+def _entries(args) -> int:
+    return args[0].shape[0]
 
 
 #: ``adam_update(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, decoupled, decay_factor,
@@ -86,5 +85,8 @@ def _parallel(args) -> bool:
 #: entries (flat, C-contiguous arrays of one dtype; ``max_exp_avg_sq`` empty unless
 #: ``amsgrad``).
 adam_update = ItemKernel(
-    _adam_block, blocks_of(lambda args: args[0].shape[0], BLOCK), _parallel, error_model="numpy"
+    _adam_block,
+    blocks_of(_entries, BLOCK),
+    parallel_from(_entries, PARALLEL_MIN_SIZE),
+    error_model="numpy",
 )

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..threads import parallel_allowed
-from .work_items import ItemKernel, blocks_of
+from .work_items import ItemKernel, blocks_of, parallel_from
 
 __all__ = ["count_non_finite", "BLOCK", "PARALLEL_MIN_SIZE"]
 
@@ -46,12 +45,12 @@ def _count_block(k0, k1, bits, exponent, counts):
     counts[k0 // BLOCK] = count
 
 
-def _parallel(args) -> bool:
-    return args[0].shape[0] >= PARALLEL_MIN_SIZE and parallel_allowed()
+def _entries(args) -> int:
+    return args[0].shape[0]
 
 
 _count_blocks = ItemKernel(
-    _count_block, blocks_of(lambda args: args[0].shape[0], BLOCK), _parallel
+    _count_block, blocks_of(_entries, BLOCK), parallel_from(_entries, PARALLEL_MIN_SIZE)
 )
 
 

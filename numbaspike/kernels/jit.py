@@ -42,7 +42,7 @@ from numba.core.inline_closurecall import InlineWorker, callee_ir_validator
 from numba.core.ir_utils import build_definitions, guard, simplify_CFG
 from numba.core.untyped_passes import InlineInlinables, IRProcessing
 
-__all__ = ["LiteralArgumentsAsConstants", "KernelCompiler", "njit"]
+__all__ = ["LiteralArgumentsAsConstants", "KernelCompiler", "njit", "replace_pass"]
 
 
 @register_pass(mutates_CFG=False, analysis_only=False)
@@ -161,6 +161,11 @@ def _inlining_by_level_supported() -> bool:
 _INLINING_PASS = InlineInlinablesByLevel if _inlining_by_level_supported() else InlineInlinables
 
 
+def replace_pass(pm: PassManager, old: type, new: type) -> None:
+    """Put pass ``new`` in the place of ``old`` in the (not yet finalised) ``pm``."""
+    pm.passes = [(new if cls is old else cls, description) for cls, description in pm.passes]
+
+
 class KernelCompiler(CompilerBase):
     """Numba's nopython pipeline with :class:`LiteralArgumentsAsConstants` after the IR is
     built (before the first dead-branch pruning) and :class:`InlineInlinablesByLevel` in
@@ -175,10 +180,7 @@ class KernelCompiler(CompilerBase):
         """The pass manager, not yet finalised (subclasses change its passes)."""
         pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
         pm.add_pass_after(LiteralArgumentsAsConstants, IRProcessing)
-        pm.passes = [
-            (_INLINING_PASS if cls is InlineInlinables else cls, description)
-            for cls, description in pm.passes
-        ]
+        replace_pass(pm, InlineInlinables, _INLINING_PASS)
         return pm
 
 

@@ -62,7 +62,8 @@ from numba.core.typing import signature
 from numba.core.typing.typeof import Purpose, typeof
 from numba.extending import intrinsic
 
-from .jit import KernelCompiler
+from ..threads import parallel_allowed
+from .jit import KernelCompiler, replace_pass
 from .jit import njit as kernel_njit
 
 try:  # Numba's own fast type fingerprint of an argument (the key of its dispatch cache)
@@ -81,6 +82,7 @@ __all__ = [
     "item_ranges",
     "one_item_each",
     "blocks_of",
+    "parallel_from",
     "parts_of",
     "types_key",
 ]
@@ -283,10 +285,7 @@ class ItemCompiler(KernelCompiler):
 
     def nopython_pipeline(self):
         pm = super().nopython_pipeline()
-        pm.passes = [
-            (_NativeItemLowering if pass_cls is NativeLowering else pass_cls, description)
-            for pass_cls, description in pm.passes
-        ]
+        replace_pass(pm, NativeLowering, _NativeItemLowering)
         return pm
 
 
@@ -522,6 +521,12 @@ def one_item_each(count):
 def blocks_of(size, step):
     """``bounds(args)``: consecutive blocks of ``step`` of the ``size(args)`` entries."""
     return lambda args: item_ranges(size(args), step)
+
+
+def parallel_from(size, minimum: int):
+    """``parallel(args)`` for :class:`ItemKernel`: a parallel region from ``minimum`` of
+    ``size(args)``, where regions may be opened (:func:`numbaspike.threads.parallel_allowed`)."""
+    return lambda args: size(args) >= minimum and parallel_allowed()
 
 
 def parts_of(size, count):
