@@ -96,6 +96,10 @@ def test_density_estimate_covers_the_whole_input():
     assert projection.density(np.ones((3, 5))) == 1.0  # small: every entry
     assert projection.density(np.zeros((0, 4))) == 0.0
     assert projection.density(np.ones((300, 700))[:, ::2]) == 1.0  # strided input
+    x[:] = -0.0  # zero, in the sampled runs and in a small input alike
+    x[:, ::2] = np.nan  # non-zero
+    assert projection.density(x) == 0.5
+    assert projection.density(x[:4, :8]) == 0.5
 
 
 def test_narrow_layers_keep_the_event_path_while_blas_threads_spin(monkeypatch):

@@ -602,13 +602,16 @@ def density(x) -> float:
     spaced runs of :data:`DENSITY_RUN` consecutive entries (all of them when there are
     fewer). Runs of consecutive entries are read a cache line at a time; the single
     entries of the evenly strided sample this replaced each cost a cache miss (0.56 ms
-    per call on the SHD input, against a few µs)."""
+    per call on the SHD input). The runs are cast to a contiguous boolean array before they
+    are counted (NaN is non-zero, ``-0.0`` zero, as for ``np.count_nonzero``): NumPy 2.4's
+    ``count_nonzero`` of the strided (64, 1024) view took 125 µs, the cast and count 13 µs
+    (twice per SHD-sized training step)."""
     flat = x.reshape(-1)
     if flat.size <= DENSITY_RUNS * DENSITY_RUN:
         return float(np.count_nonzero(flat)) / max(1, flat.size)
     spacing = flat.size // DENSITY_RUNS
     runs = flat[: DENSITY_RUNS * spacing].reshape(DENSITY_RUNS, spacing)[:, :DENSITY_RUN]
-    return float(np.count_nonzero(runs)) / runs.size
+    return float(np.count_nonzero(runs.astype(np.bool_))) / runs.size
 
 
 #: Highest input density at which a narrow layer (``n_out`` at most :data:`NARROW_K`) keeps
