@@ -542,13 +542,12 @@ def lif_backward(
             grad_z, h, i1, tape.v0, tape.w_rec, *common, *codes, param_grads,
             gx, gv, gi, grad_z0, g_am, g_decay, g_vth, g_vleak,
         )  # fmt: skip
-        grad_w_rec_t = np.zeros((n, n), dtype)
+        grad_w_rec = np.zeros((n, n), dtype)
         no_bits = np.empty((0, 0, 0), np.uint8)
         cpu.recurrent_weight_grad(
             gx, h, no_bits, c.v_th, tape.z0, p.surrogate_code, dtype.type(p.alpha), bool(p.smooth),
-            grad_w_rec_t,
+            grad_w_rec,
         )  # fmt: skip
-        grad_w_rec = np.ascontiguousarray(grad_w_rec_t.T)
     _check_propagated("grad_z", grad_z, gv, gi, overwritten=_in_place(gx, grad_z))
     grads = LIFGradients(gx, grad_w_rec, gv, gi, grad_z0, None, None, None, None)
     if param_grads:
@@ -582,12 +581,11 @@ def _lif_backward_compact(grad_z, tape: LIFTape, grad_final_state, out) -> LIFGr
     _check_propagated("grad_z", grad_z, gv, gi, overwritten=_in_place(gx, grad_z))
     grad_w_rec = grad_z0 = None
     if recurrent:
-        grad_w_rec_t = np.zeros((n, n), dtype)
+        grad_w_rec = np.zeros((n, n), dtype)
         cpu.recurrent_weight_grad(
             gx, np.empty((0, 0, 0), dtype), ct.bits, c.v_th, tape.z0, p.surrogate_code,
-            dtype.type(p.alpha), False, grad_w_rec_t,
+            dtype.type(p.alpha), False, grad_w_rec,
         )  # fmt: skip
-        grad_w_rec = np.ascontiguousarray(grad_w_rec_t.T)
         grad_z0 = gz_rec
     return LIFGradients(gx, grad_w_rec, gv, gi, grad_z0, None, None, None, None)
 

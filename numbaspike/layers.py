@@ -275,9 +275,7 @@ class Linear(Layer):
             )
         g = g.reshape(-1, self.n_out)
         if tape.sparse:
-            grad_w_t = scratch.zeros("linear_grad_w_t", (self.n_in, self.n_out), self.dtype)
-            projection.events_weight_grad(tape.events, g, grad_w_t)
-            self._grads["weight"] += grad_w_t.T
+            projection.events_weight_grad(tape.events, g, self._grads["weight"])
         else:
             if not _add_matmul_tn(self._grads["weight"], g, tape.x):
                 check_all_finite("grad_y", g.reshape(n_steps, batch, self.n_out))

@@ -8,6 +8,7 @@ import numba
 import numpy as np
 import pytest
 
+from numbaspike.kernels import cpu
 from numbaspike.kernels import projection as P
 
 DTYPES = [np.float32, np.float64]
@@ -124,9 +125,11 @@ def test_events_reject_bad_input():
     with pytest.raises(ValueError, match="out must have shape"):
         P.events_matmul(ev, np.zeros((3, 2)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="grad_y must have shape"):
-        P.events_weight_grad(ev, np.zeros((4, 2)), np.zeros((3, 2)))
-    with pytest.raises(ValueError, match="grad_w_t must have shape"):
-        P.events_weight_grad(ev, np.zeros((3, 2)), np.zeros((2, 3)))
+        P.events_weight_grad(ev, np.zeros((4, 2)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="grad_w must have shape"):
+        P.events_weight_grad(ev, np.zeros((3, 2)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        P.events_weight_grad(ev, np.zeros((3, 2)), np.zeros((3, 2)).T)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -148,11 +151,35 @@ def test_events_weight_grad_equals_dense_product(case, dtype, budget, monkeypatc
     rng = np.random.default_rng(3)
     x = _inputs(rng, dtype)[case]
     gy = rng.normal(size=(x.shape[0], 21)).astype(dtype)
-    before = rng.normal(size=(x.shape[1], 21)).astype(dtype)
+    before = rng.normal(size=(21, x.shape[1])).astype(dtype)
     grad = before.copy()
     assert P.events_weight_grad(P.spike_events(x), gy, grad) is grad  # accumulates
-    expected = before + x.T.astype(np.float64) @ gy.astype(np.float64)
+    expected = before + gy.T.astype(np.float64) @ x.astype(np.float64)
     _assert_close(grad, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "shape", [(8, 700, 256), (3, 37, 2 * cpu.SUM_TILE + 5), (1, 5, 3)], ids=str
+)
+def test_sum_partials_adds_the_transposed_chunk_sum(shape, dtype, two_threads):
+    """``out += (p_0 + p_1 + ...).T`` exactly (the chunk order), for partial row counts that
+    are not whole blocks and rows longer than a tile, with 1 and 2 threads."""
+    rng = np.random.default_rng(7)
+    partials = rng.normal(size=shape).astype(dtype)
+    before = rng.normal(size=(shape[2], shape[1])).astype(dtype)
+    total = partials[0].copy()
+    for part in partials[1:]:
+        total += part
+    expected = before + total.T
+
+    def run():
+        out = before.copy()
+        cpu.sum_partials(partials, out)
+        return out
+
+    for threads in (1, 2):
+        np.testing.assert_array_equal(two_threads(threads, run), expected)
 
 
 @pytest.mark.parametrize("budget", [0, 1 << 30], ids=["column blocks", "row partials"])
@@ -169,7 +196,7 @@ def test_event_kernels_do_not_depend_on_thread_count(spikes, budget, two_threads
     w_t = rng.normal(size=(150, 70)).astype(np.float32)
 
     def run():
-        grad = np.zeros((150, 70), np.float32)
+        grad = np.zeros((70, 150), np.float32)
         P.events_weight_grad(ev, gy, grad)
         out = np.empty((1003, 70), np.float32)
         P.events_matmul(ev, w_t, out)
@@ -240,7 +267,7 @@ rng = np.random.default_rng(0)
 x = (rng.random((300, 200)) < 0.05).astype(np.float32)
 ev = P.spike_events(x)
 out = P.events_matmul(ev, rng.normal(size=(200, 30)).astype(np.float32), np.empty((300, 30), np.float32))
-g = P.events_weight_grad(ev, rng.normal(size=(300, 30)).astype(np.float32), np.zeros((200, 30), np.float32))
+g = P.events_weight_grad(ev, rng.normal(size=(300, 30)).astype(np.float32), np.zeros((30, 200), np.float32))
 h = hashlib.sha256()
 for a in (ev.row_ptr, ev.cols, out, g):
     h.update(a.tobytes())

@@ -54,7 +54,7 @@ from .intrinsics import (
 )
 from .jit import njit
 from .vector_math import exp_nonpositive, like
-from .work_items import ItemKernel, blocks_of, item_ranges, one_item_each, parts_of
+from .work_items import ItemKernel, blocks_of, item_ranges, one_item_each
 
 # Scalar device functions, compiled from the single source in kernels/math.py. Functions
 # that divide use NumPy's error model (IEEE inf/NaN; their divisors are never 0 for
@@ -941,13 +941,37 @@ def _zero_partial(partials, c):
             partials[c, j, k] = 0.0
 
 
-def _sum_partials_rows(j0, j1, partials, out):
-    """``out[j0:j1] += partials[:, j0:j1].sum(0)``, summed in chunk order."""
+#: Rows of the partials per work item of :data:`sum_partials`: the item's block of ``out``
+#: is this many columns wide (a 64-byte cache line of float32 per row of ``out``).
+SUM_BLOCK = 16
+#: Columns of ``out`` per pass of a :data:`sum_partials` work item (a (16, 256) float32
+#: block of sums is 16 KB, half of the L1 cache).
+SUM_TILE = 256
+
+
+def _sum_partials_columns(j0, j1, partials, out):
+    """``out[:, j0:j1] += partials[:, j0:j1].sum(0).T``, the partials summed in chunk order
+    (``out + (p_0 + p_1 + ...)``), for :data:`SUM_TILE` columns of ``out`` at a time: the
+    sums of a (j1 - j0, SUM_TILE) tile are formed in a local block (vectorised), then
+    added to ``out`` row by row, each row's j1 - j0 entries contiguous."""
     chunks, _, n = partials.shape
-    for j in range(j0, j1):
-        for c in range(chunks):
-            for k in range(n):
-                out[j, k] += partials[c, j, k]
+    width = j1 - j0
+    block = np.empty((width, SUM_TILE), partials.dtype)
+    for k0 in range(0, n, SUM_TILE):
+        m = min(SUM_TILE, n - k0)
+        for q in range(width):
+            row = block[q]
+            first = partials[0, j0 + q, k0 : k0 + m]
+            for k in range(m):
+                row[k] = first[k]
+            for c in range(1, chunks):
+                part = partials[c, j0 + q, k0 : k0 + m]
+                for k in range(m):
+                    row[k] += part[k]
+        for k in range(m):
+            dst = out[k0 + k, j0:j1]
+            for q in range(width):
+                dst[q] += block[q, k]
 
 
 def _weight_grad_columns(j0, j1, gx, h, bits, v_th, z0, sg_code, alpha, smooth, grad_w_t):
@@ -1190,10 +1214,12 @@ _weight_grad_partials = ItemKernel(
     parallel_by_work(_feed_forward_work),
     {"sg_code": (0,), "smooth": (False,)},
 )
-#: ``out += partials.sum(0)`` in chunk order (also used by :mod:`.projection`).
+#: ``sum_partials(partials, out)``: ``out += partials.sum(0).T`` for ``partials`` (C, J, N)
+#: and ``out`` (N, J), in chunk order; the partials of a weight gradient are those of its
+#: transpose (also used by :mod:`.projection`, and by :func:`add_transposed`).
 sum_partials = ItemKernel(
-    _sum_partials_rows,
-    parts_of(lambda args: args[0].shape[1], 16),
+    _sum_partials_columns,
+    blocks_of(lambda args: args[0].shape[1], SUM_BLOCK),
     parallel_by_work(lambda args: args[0].size),
 )
 _weight_grad_by_columns = ItemKernel(
@@ -1203,22 +1229,25 @@ _weight_grad_by_columns = ItemKernel(
 )
 
 
-def recurrent_weight_grad(gx, h, bits, v_th, z0, sg_code, alpha, smooth, grad_w_t):
-    """``grad_w_t[j, :] += sum_{t,b} z_{t-1}[b, j] * gx[t, b, :]`` (``grad_w_t`` is the
-    gradient of ``w_rec.T``), with the spikes recomputed from the tape (``z_{-1} = z0``);
+def recurrent_weight_grad(gx, h, bits, v_th, z0, sg_code, alpha, smooth, grad_w):
+    """``grad_w[k, j] += sum_{t,b} gx[t, b, k] * z_{t-1}[b, j]`` (``grad_w`` (N, N) is the
+    gradient of ``w_rec``), with the spikes recomputed from the tape (``z_{-1} = z0``);
     event-driven: only neurons that fired contribute.
 
     The (t, b) pairs are split into :data:`WEIGHT_GRAD_CHUNKS` fixed chunks with private
-    partial gradients, summed in chunk order; when those exceed
-    :data:`WEIGHT_GRAD_PARTIALS_BUDGET`, work items own blocks of presynaptic neurons.
-    Either way no two threads write the same memory and the result does not depend on the
-    thread count.
+    partial gradients of ``w_rec.T`` (a neuron that fired adds a row of ``gx``), summed in
+    chunk order and transposed into ``grad_w`` by :data:`sum_partials`; when those exceed
+    :data:`WEIGHT_GRAD_PARTIALS_BUDGET`, work items own blocks of presynaptic neurons
+    instead (into a transposed temporary). Either way no two threads write the same memory
+    and the result does not depend on the thread count.
     """
     n_steps, batch, n = gx.shape
     chunks = max(1, min(WEIGHT_GRAD_CHUNKS, n_steps * batch))
-    if chunks * n * n * grad_w_t.itemsize <= WEIGHT_GRAD_PARTIALS_BUDGET:
-        partials = scratch.empty("recurrent_weight_grad", (chunks, n, n), grad_w_t.dtype)
+    if chunks * n * n * grad_w.itemsize <= WEIGHT_GRAD_PARTIALS_BUDGET:
+        partials = scratch.empty("recurrent_weight_grad", (chunks, n, n), grad_w.dtype)
         _weight_grad_partials(gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials)
-        sum_partials(partials, grad_w_t)
+        sum_partials(partials, grad_w)
     else:
+        grad_w_t = np.zeros((n, n), grad_w.dtype)
         _weight_grad_by_columns(gx, h, bits, v_th, z0, sg_code, alpha, smooth, grad_w_t)
+        grad_w += grad_w_t.T

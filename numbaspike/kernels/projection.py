@@ -452,19 +452,21 @@ _narrow_matmul = ItemKernel(
 
 
 # --------------------------------------------------------------------------------------
-# Weight gradient: grad_w_t += x.T @ grad_y
+# Weight gradient: grad_w += grad_y.T @ x
 # --------------------------------------------------------------------------------------
 
 
-def events_weight_grad(events: SpikeEvents, grad_y, grad_w_t):
-    """``grad_w_t += x.T @ grad_y`` from the events of ``x``.
+def events_weight_grad(events: SpikeEvents, grad_y, grad_w):
+    """``grad_w += grad_y.T @ x`` from the events of ``x``.
 
     The rows of ``x`` are split into :data:`ROW_CHUNKS` fixed chunks; each adds the events
-    of its rows into a private partial gradient (``partial[j] += x[m, j] · grad_y[m]`` per
-    event), and the partials are added to ``grad_w_t`` in chunk order. When the partials
-    would not fit :data:`PARTIALS_BUDGET`, the events are sorted by column instead and work
-    items own blocks of :data:`COL_BLOCK` input columns. Either way no two threads write the
-    same memory and the result does not depend on the thread count.
+    of its rows into a private partial gradient of ``W.T`` (``partial[j] += x[m, j] ·
+    grad_y[m]`` per event: one contiguous row of ``grad_y`` each), and the partials are
+    summed in chunk order and transposed into ``grad_w`` (:data:`~.cpu.sum_partials`). When
+    the partials would not fit :data:`PARTIALS_BUDGET`, the events are sorted by column
+    instead and work items own blocks of :data:`COL_BLOCK` input columns (of a transposed
+    temporary). Either way no two threads write the same memory and the result does not
+    depend on the thread count.
 
     Parameters
     ----------
@@ -472,32 +474,36 @@ def events_weight_grad(events: SpikeEvents, grad_y, grad_w_t):
         Events of ``x`` (M, n_in).
     grad_y : ndarray, shape (M, n_out)
         Made C-contiguous if it is not.
-    grad_w_t : ndarray, shape (n_in, n_out)
-        Accumulated into (the transpose of the gradient of ``W``).
+    grad_w : ndarray, shape (n_out, n_in)
+        Accumulated into (the gradient of ``W``), C-contiguous.
 
     Returns
     -------
-    grad_w_t : ndarray, shape (n_in, n_out)
+    grad_w : ndarray, shape (n_out, n_in)
     """
     m_rows, n_in = events.shape
     grad_y = np.ascontiguousarray(grad_y)
     if grad_y.ndim != 2 or grad_y.shape[0] != m_rows:
         raise ValueError(f"grad_y must have shape ({m_rows}, n_out), got {grad_y.shape}")
     n_out = grad_y.shape[1]
-    if grad_w_t.shape != (n_in, n_out):
-        raise ValueError(f"grad_w_t must have shape {(n_in, n_out)}, got {grad_w_t.shape}")
+    if grad_w.shape != (n_out, n_in):
+        raise ValueError(f"grad_w must have shape {(n_out, n_in)}, got {grad_w.shape}")
+    if not grad_w.flags.c_contiguous or not grad_w.flags.writeable:
+        raise ValueError("grad_w must be a writeable C-contiguous array")
     chunks = min(ROW_CHUNKS, max(1, m_rows))
-    if chunks * n_in * n_out * grad_w_t.itemsize <= PARTIALS_BUDGET:
-        partials = scratch.empty("events_weight_grad", (chunks, n_in, n_out), grad_w_t.dtype)
+    if chunks * n_in * n_out * grad_w.itemsize <= PARTIALS_BUDGET:
+        partials = scratch.empty("events_weight_grad", (chunks, n_in, n_out), grad_w.dtype)
         _weight_grad_partials(events.row_ptr, events.cols, events.values, grad_y, partials)
-        sum_partials(partials, grad_w_t)
+        sum_partials(partials, grad_w)
     else:
         col_ptr = np.empty(n_in + 1, np.int64)
         rows = np.empty(events.nnz, np.int32)
         order = np.empty(events.nnz, np.int64)
         _events_by_column(events.row_ptr, events.cols, col_ptr, rows, order)
+        grad_w_t = np.zeros((n_in, n_out), grad_w.dtype)
         _weight_grad_by_columns(col_ptr, rows, order, events.values, grad_y, grad_w_t)
-    return grad_w_t
+        grad_w += grad_w_t.T
+    return grad_w
 
 
 def _weight_grad_partials(c, _c_end, row_ptr, cols, values, grad_y, partials):
