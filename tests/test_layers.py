@@ -80,6 +80,8 @@ def test_sparse_path_choice_follows_density_and_width(monkeypatch):
     # product took 1.7 ms against 2.5 ms for BLAS, the weight gradient 0.3 ms against 2.2 ms
     # (Linear forward + backward: 5.6 ms against 8.7 ms).
     assert projection.use_sparse_path(0.02, 20)
+    # the SHD readout's input (5.5-8.4% as it trains) stays on the event path
+    assert projection.use_sparse_path(0.085, 20)
     assert not projection.use_sparse_path(0.2, 20)  # BLAS wins from density ~0.14 on
     assert not projection.use_sparse_path(0.02, 8)  # too narrow to pay for the scan
     x = (np.random.default_rng(0).random((300, 700)) < 0.03).astype(np.float32)
@@ -106,7 +108,7 @@ def test_narrow_layers_keep_the_event_path_while_blas_threads_spin(monkeypatch):
     for spin in (True, False):
         monkeypatch.setattr(projection, "blas_threads_spin", lambda spin=spin: spin)
         # a readout of hidden spikes at 8% (the SHD network as it trains)
-        assert projection.use_sparse_path(0.08, 20) == spin
+        assert projection.use_sparse_path(0.12, 20) == spin
         assert projection.use_sparse_path(0.2, projection.NARROW_K) == spin
         assert projection.use_sparse_path(0.02, 8) == spin
         assert not projection.use_sparse_path(0.3, 20)  # above NARROW_SPARSE_MAX

@@ -590,12 +590,24 @@ _weight_grad_by_columns = ItemKernel(
 #:
 #: The measured break-even densities (events = BLAS, interpolated) were about 0.14 at
 #: ``n_out`` = 20, 0.16 at 64, 0.17 at 256 and 0.14 at 1024 (float64 alike: about 0.17 at 20
-#: and 0.2 at 256); the model gives 0.07, 0.15, 0.17 and 0.18.
+#: and 0.2 at 256).
+#:
+#: Inside a training step the dense path costs more than alone: BLAS's threads wake up
+#: after the Numba kernels, and it also reads ``x`` once (the NaN/inf check that the event
+#: list makes unnecessary). Measured with both threads, a recurrent LIF layer's forward pass
+#: between calls, forward + backward of the layer (input gradient included, the same on both
+#: paths), ``M = 6400``, float32, medians of 60 alternated calls, the event path was faster
+#: below densities of about 0.26-0.3 at ``n_out`` = 20 (``n_in`` = 256; at 0.065, the SHD
+#: readout's input: 2.5 against 4.0 ms), 0.22 at 64, 0.24 at 256 and 0.23 at 1024, but
+#: about 0.18 at ``n_in`` = 700, ``n_out`` = 256. :data:`DENSE_COST` is set between the two
+#: sets of figures: the model gives 0.09 at ``n_out`` = 20, 0.17 at 64, 0.19 at 256 and
+#: 0.2 at 1024. (With 25 ps it gave 0.07 at 20, and the SHD readout, whose input density
+#: goes from 5.5% to 8.4% as it trains, switched paths from step to step.)
 
 
 SCAN_COST = 3.0e-10
 EVENT_COST = 1.4e-10
-DENSE_COST = 2.5e-11
+DENSE_COST = 2.8e-11
 
 
 #: :func:`density` reads this many runs of :data:`DENSITY_RUN` consecutive entries.
