@@ -129,17 +129,22 @@ class Sequential:
                 raise ValueError(f"output_grads: no layer with index {k}")
         g = grad_y
         owned = False  # whether g is an array this call made (and may overwrite)
+        finite = False  # whether g is known to be finite (see Linear.backward)
         for k in range(len(self.layers) - 1, -1, -1):
             if k in output_grads:
                 g = g + output_grads.pop(k)
                 owned = True
+                finite = False
             layer = self.layers[k]
             need = need_input_grad or k > 0
             if owned and need and _can_overwrite(layer, g):
                 g = layer.backward(g, tape.tapes[k], out=g)
+            elif isinstance(layer, Linear):
+                g = layer.backward(g, tape.tapes[k], need_input_grad=need, grad_y_finite=finite)
             else:
                 g = layer.backward(g, tape.tapes[k], need_input_grad=need)
             owned = True
+            finite = _input_gradient_is_finite(layer)
         return g
 
     def config(self) -> list[dict[str, Any]]:
@@ -170,6 +175,13 @@ class Sequential:
                     f"parameter {name}: expected shape {arr.shape}, got {value.shape}"
                 )
             arr[...] = value
+
+
+def _input_gradient_is_finite(layer: Layer) -> bool:
+    """Whether the input gradient returned by ``layer.backward`` is finite: the neuron layers'
+    own backward passes raise otherwise (see :meth:`Linear.backward`); a subclass that
+    replaces them is not trusted."""
+    return type(layer).backward in (LIF.backward, LIFRecurrent.backward, LI.backward)
 
 
 def _can_overwrite(layer: Layer, g: np.ndarray) -> bool:

@@ -153,6 +153,52 @@ def test_linear_sparse_and_dense_paths_agree_with_each_other(spikes, dtype, monk
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max(), err_msg=name)
 
 
+def test_sequential_skips_only_the_grad_checks_a_neuron_layer_has_made(monkeypatch):
+    """On the event path a Linear layer scans ``grad_y`` for NaN/inf unless it is the input
+    gradient of a neuron layer (which checked it); a gradient added through
+    ``output_grads`` is scanned, and a NaN in it is reported even in a row without events."""
+    from numbaspike import validation
+
+    monkeypatch.setattr(projection, "use_sparse_path", lambda density, n_out: True)
+    checked = []
+    check = validation.check_all_finite
+
+    def spy(name, arr):
+        checked.append(name)
+        check(name, arr)
+
+    monkeypatch.setattr(validation, "check_all_finite", spy)
+    rng = np.random.default_rng(5)
+    x = _spikes(rng, (12, 3, 20), 0.1)
+    net = Sequential(
+        L.Linear(20, 16, seed=1, scale=20, dtype=np.float64),
+        L.LIF(16, dtype=np.float64),
+        L.Linear(16, 5, seed=2, dtype=np.float64),
+        L.LI(5, dtype=np.float64),
+    )
+    y, tape = net.forward(x)
+    g = rng.normal(size=y.shape)
+    checked.clear()
+    net.backward(g, tape)
+    assert "grad_y" not in checked
+    extra = np.zeros((12, 3, 16))
+    net.backward(g, tape, output_grads={0: extra})
+    assert checked.count("grad_y") == 1  # Linear 0, whose gradient has an added term
+    quiet = np.flatnonzero(~x.reshape(-1, 20).any(axis=1))[0]  # a row without events
+    extra.reshape(-1, 16)[quiet, 3] = np.nan
+    with pytest.raises(ValueError, match="grad_y contains NaN"):
+        net.backward(g, tape, output_grads={0: extra})
+
+    class Unchecked(L.LIF):
+        def backward(self, grad_y, tape, need_input_grad=True, out=None):
+            return super().backward(grad_y, tape, need_input_grad, out)
+
+    net.layers[1].__class__ = Unchecked  # a replaced backward pass is not trusted
+    checked.clear()
+    net.backward(g, tape)
+    assert checked.count("grad_y") == 1
+
+
 def test_linear_init_matches_torch_default_bounds():
     lin = L.Linear(100, 50, bias=True, seed=0)
     bound = 1 / np.sqrt(100)
