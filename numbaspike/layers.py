@@ -280,8 +280,8 @@ class Linear(Layer):
         returns (each step's input gradient is the synaptic adjoint carried to the step
         before, so a NaN or inf at any step would reach the initial-state gradients that
         the pass checks). On the event path that check is a pass over all of ``grad_y``
-        (0.4-0.5 ms of the SHD-sized step); the dense path checks ``grad_y`` through its
-        product with the input in any case.
+        (6.5 MB in the SHD-sized step, 0.2-0.5 ms); the dense path checks ``grad_y`` through
+        its product with the input in any case.
         """
         n_steps, batch, _ = tape.shape
         g = as_float_array(
