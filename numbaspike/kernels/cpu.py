@@ -1215,8 +1215,12 @@ _weight_grad_partials = ItemKernel(
     {"sg_code": (0,), "smooth": (False,)},
 )
 #: ``sum_partials(partials, out)``: ``out += partials.sum(0).T`` for ``partials`` (C, J, N)
-#: and ``out`` (N, J), in chunk order; the partials of a weight gradient are those of its
-#: transpose (also used by :mod:`.projection`, and by :func:`add_transposed`).
+#: and ``out`` (N, J), in chunk order. The partials of the event-driven weight gradients
+#: are those of the transposed weights (an event adds a contiguous row); this sums them
+#: straight into the gradient of ``W`` (also used by :mod:`.projection`). On the 2-core
+#: reference machine, 8 partials, float32, alone: 165-255 us for the SHD input layer
+#: ((700, 256) partials) and 60-100 us for its recurrent layer ((256, 256)), against
+#: 413-437 us and 133 us for a sum by rows followed by NumPy's transposed add or copy.
 sum_partials = ItemKernel(
     _sum_partials_columns,
     blocks_of(lambda args: args[0].shape[1], SUM_BLOCK),
