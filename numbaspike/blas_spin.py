@@ -17,8 +17,8 @@ first.
 Only Linux is handled (the loaded libraries are read from ``/proc/self/maps``); only while
 the importing thread is the process's only Python thread (stopping the pool under a
 running BLAS call would not be safe); only for a library exporting the entry points used.
-Anywhere else nothing happens and ``OPENBLAS_THREAD_TIMEOUT`` keeps telling
-:func:`numbaspike.kernels.projection.blas_threads_spin` that the threads spin long.
+Anywhere else nothing happens and ``OPENBLAS_THREAD_TIMEOUT`` stays unset (it would claim
+a timeout that the loaded library does not use).
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ def shorten_loaded_openblas_spinning() -> bool:
     os.environ["OPENBLAS_THREAD_TIMEOUT"] = THREAD_TIMEOUT
     restarted = [_restart_with_environment(path) for path in paths]
     if not all(restarted):
-        # A library kept its long spinning: say so to blas_threads_spin. The libraries
-        # that did restart keep the short timeout, which only frees cores sooner.
+        # A library kept its long spinning: the variable would claim otherwise. The
+        # libraries that did restart keep the short timeout, which only frees cores sooner.
         del os.environ["OPENBLAS_THREAD_TIMEOUT"]
         return False
     return True

@@ -18,7 +18,6 @@ every result is the same bit for bit whatever the number of threads.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -633,41 +632,26 @@ def density(x) -> float:
 
 
 #: Highest input density at which a narrow layer (``n_out`` at most :data:`NARROW_K`) keeps
-#: the event-driven path while OpenBLAS's threads spin after each call
-#: (:func:`blas_threads_spin`). Measured alone, for ``n_out`` = 20 and an input of 6400 rows,
-#: the dense pair (BLAS) overtakes the event path at densities of 0.06-0.13 and is 0.5-0.9 ms
-#: faster at 0.2. Inside a training step its one BLAS call cost far more: OpenBLAS's idle
-#: threads spin ~0.1 s after it and took the cores from the Numba kernels that followed
-#: (the SHD step, whose readout's hidden spikes go from 5.5% to 8.4% as it trains, took
-#: 47 ms instead of 36-42 ms when the readout took the dense path).
+#: the event-driven path. Measured alone, for ``n_out`` = 20 and an input of 6400 rows, the
+#: dense pair (BLAS) overtakes the event path at densities of 0.06-0.13. Inside a training
+#: step the BLAS calls cost far more: with OpenBLAS's default spinning (~0.1 s after each
+#: call) its idle threads took the cores from the Numba kernels that followed (the SHD step
+#: took 47 ms instead of 36-42 ms when the readout took the dense path), and with the short
+#: spinning that ``import numbaspike`` sets they must wake up for every call. Measured with
+#: the short spinning, a recurrent LIF layer's forward pass between calls (forward +
+#: backward of the layer, ``M = 6400``, ``n_in`` = 256, float32, medians of 60 alternated
+#: calls), the event path was the faster up to densities of about 0.2-0.25 at ``n_out`` =
+#: 8 and 0.26-0.3 at 20 and 32 (at 0.14, ``n_out`` = 20: 2.9 against 4.0 ms).
 NARROW_SPARSE_MAX = 0.25
-
-
-#: ``OPENBLAS_THREAD_TIMEOUT`` values (2^value cycles of spinning) from which the spinning
-#: counts as long: 2^20 cycles is ~0.4 ms at 2.5 GHz; OpenBLAS's default is 28 (~0.1 s),
-#: ``import numbaspike`` sets 16 (see :mod:`numbaspike.threads`).
-LONG_SPIN_TIMEOUT = 20
-
-
-def blas_threads_spin() -> bool:
-    """Whether OpenBLAS's idle threads spin long after a BLAS call: ``OPENBLAS_THREAD_TIMEOUT``
-    is not set (the default, 2^28 cycles) or is at least :data:`LONG_SPIN_TIMEOUT`."""
-    value = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
-    if value is None:
-        return True
-    try:
-        return int(value) >= LONG_SPIN_TIMEOUT
-    except ValueError:
-        return True  # OpenBLAS ignores a value it cannot read
 
 
 def use_sparse_path(x_density: float, n_out: int) -> bool:
     """Whether the event-driven projection beats the dense product for this density and width.
 
     The cost model above decides, except for narrow layers (``n_out`` at most
-    :data:`NARROW_K`) while OpenBLAS's threads spin (:func:`blas_threads_spin`): they keep
-    the event path, which calls no BLAS, up to a density of :data:`NARROW_SPARSE_MAX`.
+    :data:`NARROW_K`): they keep the event path, which calls no BLAS, up to a density of
+    :data:`NARROW_SPARSE_MAX`.
     """
-    if n_out <= NARROW_K and x_density <= NARROW_SPARSE_MAX and blas_threads_spin():
+    if n_out <= NARROW_K and x_density <= NARROW_SPARSE_MAX:
         return True
     return SCAN_COST + EVENT_COST * x_density * n_out < DENSE_COST * n_out
