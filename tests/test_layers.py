@@ -182,6 +182,14 @@ def test_sequential_skips_only_the_grad_checks_a_neuron_layer_has_made(monkeypat
     net.backward(g, tape)
     assert checked.count("grad_y") == 1
 
+    class OwnLinear(L.Linear):  # a Linear subclass with the base class's signature
+        def backward(self, grad_y, tape, need_input_grad=True):
+            return super().backward(grad_y, tape, need_input_grad)
+
+    net.layers[1].__class__ = L.LIF
+    net.layers[2].__class__ = OwnLinear
+    net.backward(g, tape)  # called without grad_y_finite
+
 
 def test_linear_init_matches_torch_default_bounds():
     lin = L.Linear(100, 50, bias=True, seed=0)
