@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .work_items import ItemKernel, blocks_of, parallel_from
+from .work_items import ItemKernel, blocks_of, first_length, parallel_from
 
 __all__ = ["adam_update", "BLOCK", "PARALLEL_MIN_SIZE"]
 
@@ -75,10 +75,6 @@ def _adam_block(
         p[k] += neg_step_size * m / denom
 
 
-def _entries(args) -> int:
-    return args[0].shape[0]
-
-
 #: ``adam_update(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, decoupled, decay_factor,
 #: weight_decay, small_weight, lerp_weight, one_minus_lerp_weight, beta2, one_minus_beta2,
 #: neg_step_size, bias_correction2_sqrt, eps, amsgrad)``: :func:`_adam_block` over all
@@ -86,7 +82,7 @@ def _entries(args) -> int:
 #: ``amsgrad``).
 adam_update = ItemKernel(
     _adam_block,
-    blocks_of(_entries, BLOCK),
-    parallel_from(_entries, PARALLEL_MIN_SIZE),
+    blocks_of(first_length, BLOCK),
+    parallel_from(first_length, PARALLEL_MIN_SIZE),
     error_model="numpy",
 )

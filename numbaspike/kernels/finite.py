@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .work_items import ItemKernel, blocks_of, parallel_from
+from .work_items import ItemKernel, blocks_of, first_length, parallel_from
 
 __all__ = ["count_non_finite", "BLOCK", "PARALLEL_MIN_SIZE"]
 
@@ -45,12 +45,8 @@ def _count_block(k0, k1, bits, exponent, counts):
     counts[k0 // BLOCK] = count
 
 
-def _entries(args) -> int:
-    return args[0].shape[0]
-
-
 _count_blocks = ItemKernel(
-    _count_block, blocks_of(_entries, BLOCK), parallel_from(_entries, PARALLEL_MIN_SIZE)
+    _count_block, blocks_of(first_length, BLOCK), parallel_from(first_length, PARALLEL_MIN_SIZE)
 )
 
 

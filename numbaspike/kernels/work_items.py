@@ -82,6 +82,7 @@ __all__ = [
     "item_ranges",
     "one_item_each",
     "blocks_of",
+    "first_length",
     "parallel_from",
     "parts_of",
     "types_key",
@@ -521,6 +522,12 @@ def one_item_each(count):
 def blocks_of(size, step):
     """``bounds(args)``: consecutive blocks of ``step`` of the ``size(args)`` entries."""
     return lambda args: item_ranges(size(args), step)
+
+
+def first_length(args) -> int:
+    """``size(args)`` for :func:`blocks_of` and :func:`parallel_from`: the length of the
+    first argument (a flat array)."""
+    return args[0].shape[0]
 
 
 def parallel_from(size, minimum: int):
