@@ -3,16 +3,66 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .run_config import (
+    RUN_DEFAULTS,
+    TASK_DEFAULTS,
+    TASKS,
+    RunConfigError,
+    recorded_run_config,
+    resolve_run_config,
+    resume_conflicts,
+)
 from .surrogates import SURROGATE_CODES
 
-TASKS = ("randman", "digits", "shd")
+#: Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+DEFAULT_OUT = Path("numbaspike-run")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a non-negative integer, got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be non-negative, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
+def _per_task(name: str) -> str:
+    return ", ".join(f"{task} {TASK_DEFAULTS[task][name]}" for task in TASKS)
 
 
 def _add_train_parser(sub) -> None:
@@ -22,33 +72,74 @@ def _add_train_parser(sub) -> None:
         description=(
             "Train Linear -> recurrent LIF -> Linear -> LI with max-over-time cross-entropy and "
             "Adam, show progress, print the test accuracy, and save a checkpoint and plots "
-            "(spike raster, membrane traces, training curves) in --out."
+            "(spike raster, membrane traces, training curves) in --out. With --resume the run "
+            "continues from --out/checkpoint.npz with the configuration recorded there: give "
+            "only --epochs (larger, to train on) and the display options, or the same values."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--task", choices=TASKS, default="randman", help="data set")
+    d = RUN_DEFAULTS
+    p.add_argument("--task", choices=TASKS, help=f"data set (default: {d['task']})")
     p.add_argument(
         "--path", type=Path, help="HDF5 file for --task shd (Spiking Heidelberg Digits layout)"
     )
-    p.add_argument("--hidden", type=int, default=128, help="recurrent LIF neurons")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default depends on the task)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
-    p.add_argument("--surrogate", choices=sorted(SURROGATE_CODES), default="superspike")
-    p.add_argument("--alpha", type=float, default=100.0, help="surrogate sharpness")
     p.add_argument(
-        "--steps", type=int, default=None, help="time steps per sample (task default if omitted)"
+        "--hidden", type=_positive_int, help=f"recurrent LIF neurons (default: {d['hidden']})"
     )
-    p.add_argument("--input-scale", type=float, default=None, help="gain of the input weights")
     p.add_argument(
-        "--max-samples", type=int, default=None, help="use at most this many samples (quick runs)"
+        "--epochs",
+        type=_positive_int,
+        help=f"epochs to train in all (default per task: {_per_task('epochs')})",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--out", type=Path, default=Path("numbaspike-run"), help="output folder")
-    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz")
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        help=f"samples per training batch (default: {d['batch_size']})",
+    )
+    p.add_argument("--lr", type=_positive_float, help=f"Adam learning rate (default: {d['lr']})")
+    p.add_argument(
+        "--surrogate",
+        choices=sorted(SURROGATE_CODES),
+        help=f"surrogate spike derivative of the backward pass (default: {d['surrogate']})",
+    )
+    p.add_argument(
+        "--alpha", type=_positive_float, help=f"surrogate sharpness (default: {d['alpha']})"
+    )
+    p.add_argument(
+        "--steps",
+        type=_positive_int,
+        help=f"time steps per sample (default per task: {_per_task('steps')})",
+    )
+    p.add_argument(
+        "--input-scale",
+        type=_positive_float,
+        help=f"gain of the input weights (default per task: {_per_task('input_scale')})",
+    )
+    p.add_argument(
+        "--max-samples",
+        type=_positive_int,
+        help="use at most this many samples, for quick runs (default: all)",
+    )
+    p.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        help=f"seed of the data, the split, the initial weights and the batch order "
+        f"(default: {d['seed']})",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        help=f"floating-point type of the network (default: {d['dtype']})",
+    )
+    p.add_argument(
+        "--out", type=Path, help=f"output folder, created when needed (default: {DEFAULT_OUT})"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run whose checkpoint is in --out (checkpoint.npz)",
+    )
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def _add_gradcheck_parser(sub) -> None:
@@ -60,13 +151,24 @@ def _add_gradcheck_parser(sub) -> None:
             "BPTT gradient with central finite differences of the smooth model on a small random "
             "problem, print a table, and exit non-zero if any case fails."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
-        "--torch", action="store_true", help="also compare with a PyTorch autograd reference"
+        "--torch",
+        action="store_true",
+        help="also compare with a PyTorch autograd reference (needs torch installed)",
     )
-    p.add_argument("--tol", type=float, default=1e-6, help="max relative error to pass")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--tol",
+        type=_positive_float,
+        default=1e-6,
+        help="largest relative error that passes (default: 1e-06)",
+    )
+    p.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="seed of the random problems (default: 0)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,13 +189,6 @@ def _version() -> str:
     return __version__
 
 
-TASK_DEFAULTS = {
-    "randman": {"epochs": 15, "steps": 50, "input_scale": 10.0},
-    "digits": {"epochs": 20, "steps": 30, "input_scale": 10.0},
-    "shd": {"epochs": 20, "steps": 100, "input_scale": 5.0},
-}
-
-
 def load_task(
     task: str, steps: int, seed: int, path: Path | None = None, max_samples: int | None = None
 ):
@@ -111,86 +206,174 @@ def load_task(
     return data.train_test_split(ds, test_fraction=0.2, seed=seed)
 
 
-def build_network(n_in: int, hidden: int, n_out: int, args, input_scale: float):
+def build_network(n_in: int, n_out: int, config: dict):
+    """The CLI's network for a resolved run configuration (see :mod:`numbaspike.run_config`)."""
     from .layers import LI, LIFRecurrent, Linear
     from .network import Sequential
     from .params import LIFParameters
 
-    rng = np.random.default_rng(args.seed)
-    p = LIFParameters(surrogate=args.surrogate, alpha=args.alpha)
+    rng = np.random.default_rng(config["seed"])
+    dtype = config["dtype"]
+    hidden = config["hidden"]
+    p = LIFParameters(surrogate=config["surrogate"], alpha=config["alpha"])
     return Sequential(
-        Linear(n_in, hidden, seed=rng, scale=input_scale, dtype=args.dtype),
-        LIFRecurrent(hidden, p, seed=rng, scale=1.0, autapses=False, dtype=args.dtype),
-        Linear(hidden, n_out, seed=rng, scale=1.0, dtype=args.dtype),
-        LI(n_out, dtype=args.dtype),
+        Linear(n_in, hidden, seed=rng, scale=config["input_scale"], dtype=dtype),
+        LIFRecurrent(hidden, p, seed=rng, scale=1.0, autapses=False, dtype=dtype),
+        Linear(hidden, n_out, seed=rng, scale=1.0, dtype=dtype),
+        LI(n_out, dtype=dtype),
     )
 
 
+class _UsageError(Exception):
+    """A problem with the command line or its files, reported in one line with exit status 2."""
+
+
+def _check_out_folder(out: Path) -> None:
+    """Fail early, creating nothing, if ``out`` cannot become the run's output folder."""
+    if out.exists() and not out.is_dir():
+        raise _UsageError(f"--out {out} is an existing file, not a folder")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise _UsageError(f"--out {out}: {parent} is a file, so no folder can be made there")
+    try:  # a real probe: permission bits do not tell for root or read-only mounts
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as err:
+        raise _UsageError(f"--out {out}: cannot write in {parent} ({err.strerror})") from None
+
+
+def _resume_state(args, out: Path):
+    """The checkpoint of ``--resume`` and the run configuration to continue with."""
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    ckpt_path = out / "checkpoint.npz"
+    if not ckpt_path.is_file():
+        raise _UsageError(f"cannot resume: no checkpoint at {ckpt_path}")
+    try:
+        ckpt = load_checkpoint(ckpt_path)
+        config = recorded_run_config(ckpt.config)
+    except CheckpointError as err:
+        raise _UsageError(f"cannot resume: {err}") from None
+    except RunConfigError as err:
+        raise _UsageError(f"cannot resume from {ckpt_path}: {err}") from None
+    conflicts = resume_conflicts(vars(args), config)
+    if conflicts:
+        raise _UsageError(
+            f"cannot resume: a resumed run keeps the configuration of {ckpt_path}, but "
+            + "; ".join(conflicts)
+            + ". Drop these options, or start a new run in another --out folder."
+        )
+    if args.epochs is not None:
+        config["epochs"] = args.epochs
+    if config["epochs"] <= ckpt.epoch:
+        raise _UsageError(
+            f"cannot resume: {ckpt_path} has finished {ckpt.epoch} epochs already; give "
+            f"--epochs N with N > {ckpt.epoch} to train further"
+        )
+    return ckpt, config
+
+
 def cmd_train(args) -> int:
-    from .checkpoint import load_checkpoint
     from .losses import MaxOverTimeCrossEntropy
     from .optim import Adam
     from .train import evaluate, fit
 
-    defaults = TASK_DEFAULTS[args.task]
-    epochs = args.epochs if args.epochs is not None else defaults["epochs"]
-    steps = args.steps if args.steps is not None else defaults["steps"]
-    input_scale = args.input_scale if args.input_scale is not None else defaults["input_scale"]
     t0 = time.perf_counter()
+    out: Path = args.out if args.out is not None else DEFAULT_OUT
+    _check_out_folder(out)
+    if args.resume:
+        ckpt, config = _resume_state(args, out)
+    else:
+        ckpt, config = None, resolve_run_config(vars(args))
+    if config["task"] == "shd" and config["path"] is None:
+        raise _UsageError("--task shd needs --path FILE (an SHD/SSC HDF5 file)")
+    if config["task"] != "shd" and config["path"] is not None:
+        raise _UsageError(f"--path is read by --task shd only (the task is {config['task']})")
     try:
-        train, test = load_task(args.task, steps, args.seed, args.path, args.max_samples)
+        train, test = load_task(
+            config["task"],
+            config["steps"],
+            config["seed"],
+            config["path"] and Path(config["path"]),
+            config["max_samples"],
+        )
     except (FileNotFoundError, ValueError, ImportError) as err:
-        print(f"numbaspike train: {err}", file=sys.stderr)
-        return 2
+        raise _UsageError(str(err)) from None
     print(
-        f"task {args.task}: {len(train)} train / {len(test)} test samples, "
+        f"task {config['task']}: {len(train)} train / {len(test)} test samples, "
         f"{train.n_inputs} inputs, {train.steps} steps, {train.n_classes} classes"
     )
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.npz"
     loss = MaxOverTimeCrossEntropy()
-    config = {
-        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"
-    }
     start_epoch, history = 0, None
-    if args.resume:
-        try:
-            ckpt = load_checkpoint(ckpt_path)
-        except (FileNotFoundError, ValueError) as err:
-            print(f"numbaspike train: cannot resume: {err}", file=sys.stderr)
-            return 2
+    if ckpt is not None:
         net, optimizer = ckpt.network, ckpt.make_optimizer()
         start_epoch, history = ckpt.epoch, ckpt.history
-        print(f"resuming from {ckpt_path} after epoch {start_epoch}")
+        print(f"resuming from {ckpt_path} after epoch {start_epoch} of {config['epochs']}")
     else:
-        net = build_network(train.n_inputs, args.hidden, train.n_classes, args, input_scale)
-        optimizer = Adam(net.parameters(), lr=args.lr)
+        net = build_network(train.n_inputs, train.n_classes, config)
+        optimizer = Adam(net.parameters(), lr=config["lr"])
+    plots = not args.no_plots and _can_plot()
     print(net)
-    history = fit(
-        net, train, loss, optimizer, epochs, batch_size=args.batch_size, val=test, seed=args.seed,
-        start_epoch=start_epoch, history=history, checkpoint_path=ckpt_path,
-        checkpoint_config=config, progress=not args.quiet,
-    )  # fmt: skip
+    saved_epochs = start_epoch if ckpt is not None else None  # of the last checkpoint on disk
+
+    def note_checkpoint(epoch: int, _history) -> None:
+        nonlocal saved_epochs
+        saved_epochs = epoch + 1  # fit calls this after the epoch's checkpoint is written
+
+    try:
+        history = fit(
+            net, train, loss, optimizer, config["epochs"], batch_size=config["batch_size"],
+            val=test, seed=config["seed"], start_epoch=start_epoch, history=history,
+            checkpoint_path=ckpt_path, checkpoint_config=config, progress=not args.quiet,
+            on_epoch_end=note_checkpoint,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        print(_interrupted_message(out, saved_epochs), file=sys.stderr)
+        return EXIT_INTERRUPTED
     test_loss, test_acc = evaluate(net, test, loss)
     elapsed = time.perf_counter() - t0
     summary = {
-        "task": args.task,
+        "task": config["task"],
         "test_accuracy": test_acc,
         "test_loss": test_loss,
         "chance": 1.0 / train.n_classes,
-        "epochs": epochs,
+        "epochs": config["epochs"],
         "seconds": elapsed,
         "mean_epoch_seconds": float(np.mean(history.epoch_time)) if history.epoch_time else None,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    if not args.no_plots:
-        _write_plots(net, test, history, out)
     print(
         f"test accuracy: {test_acc:.3f} (chance {1.0 / train.n_classes:.3f}); total {elapsed:.1f} s"
     )
-    print(f"checkpoint, summary and plots written to {out}/")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if plots:
+        _write_plots(net, test, history, out)
+    written = "checkpoint, summary and plots" if plots else "checkpoint and summary"
+    print(f"{written} written to {out}/")
     return 0
+
+
+def _interrupted_message(out: Path, epochs_saved: int | None) -> str:
+    if epochs_saved is None:
+        return "\ninterrupted before the first epoch ended: this run saved no checkpoint"
+    return (
+        f"\ninterrupted: {out / 'checkpoint.npz'} holds the run after epoch {epochs_saved}; "
+        f"continue it with: numbaspike train --resume --out {out}"
+    )
+
+
+def _can_plot() -> bool:
+    """Whether matplotlib is importable; if not, say once that the plots are skipped."""
+    if importlib.util.find_spec("matplotlib") is not None:
+        return True
+    print(
+        "plots skipped: matplotlib is not installed (pip install numbaspike[plot]); "
+        "use --no-plots to silence this note"
+    )
+    return False
 
 
 def _write_plots(net, test, history, out: Path) -> None:
@@ -215,7 +398,13 @@ def _write_plots(net, test, history, out: Path) -> None:
 def cmd_gradcheck(args) -> int:
     from .gradcheck import run_gradcheck_suite
 
-    report = run_gradcheck_suite(tol=args.tol, seed=args.seed, torch=args.torch)
+    if args.torch and importlib.util.find_spec("torch") is None:
+        raise _UsageError("--torch needs PyTorch, which is not installed (pip install torch)")
+    try:
+        report = run_gradcheck_suite(tol=args.tol, seed=args.seed, torch=args.torch)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(report)
     return 0 if report.ok else 1
 
@@ -226,17 +415,15 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command == "train":
-        if args.task == "shd" and args.path is None:
-            parser.error("--task shd needs --path FILE (an SHD/SSC HDF5 file)")
-        for name in ("hidden", "batch_size", "steps", "epochs", "max_samples"):
-            value = getattr(args, name)
-            if value is not None and value <= 0:
-                parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
-        if args.lr <= 0 or args.alpha <= 0:
-            parser.error("--lr and --alpha must be positive")
-        return cmd_train(args)
-    return cmd_gradcheck(args)
+    command = cmd_train if args.command == "train" else cmd_gradcheck
+    try:
+        return command(args)
+    except _UsageError as err:
+        print(f"numbaspike {args.command}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted before training started: nothing was saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover
