@@ -1,6 +1,10 @@
 """numbaspike: spiking neural networks on Numba kernels with hand-written, verified BPTT."""
 
-from .blas_spin import shorten_loaded_openblas_spinning as _shorten_blas_spinning
+from .numba_support import check_numba_version as _check_numba_version
+
+_check_numba_version()  # before any module builds on Numba's internals
+
+from .blas_spin import shorten_loaded_openblas_spinning as _shorten_blas_spinning  # noqa: E402
 
 _shorten_blas_spinning()  # before NumPy loads OpenBLAS if it has not yet; see blas_spin
 
