@@ -540,11 +540,7 @@ def lif_simulate_cuda(x, p: LIFParameters, dt: float, w_rec, state, steps, recor
 
     if not isinstance(p, LIFParameters):
         raise TypeError(f"p must be LIFParameters, got {type(p).__name__}")
-    unknown = set(record) - set(F._RECORDABLE)
-    if unknown:
-        raise ValueError(
-            f"record must be a subset of {F._RECORDABLE}, got unknown {sorted(unknown)}"
-        )
+    record = F._check_record(record)
     chunk = check_positive_int("chunk", chunk)
     dt = check_time_step(p, dt)
     kernels = _kernels()

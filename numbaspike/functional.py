@@ -49,7 +49,7 @@ from . import backend as _backend
 from . import buffers
 from . import compact_tape as _compact
 from .kernels import cpu, sparse_tape
-from .params import LIFParameters, LIParameters, check_time_step
+from .params import LIFParameters, LIParameters, check_reset_below_threshold, check_time_step
 from .validation import (
     as_float_array,
     broadcast_state,
@@ -109,6 +109,8 @@ def _coefficients(p: LIFParameters | LIParameters, dt: float, n: int, dtype) -> 
     if isinstance(p, LIFParameters):
         v_th = neuron_array("p.v_th", p.v_th, n, dtype)
         v_reset = dtype.type(p.v_reset)
+        # LIFParameters checks v_reset < v_th in float64; rounding to float32 may merge them
+        check_reset_below_threshold(v_reset, v_th, dtype)
     else:
         v_th = np.zeros(0, dtype)
         v_reset = dtype.type(0)
@@ -733,18 +735,19 @@ def li_backward(
 
 @dataclass(eq=False)
 class Simulation:
-    """Result of :func:`lif_simulate`.
+    r"""Result of :func:`lif_simulate`.
 
     Attributes
     ----------
     steps : int
         Number of simulated steps.
     spike_counts : ndarray (B, N) int64
-        Spikes per neuron over the whole run.
+        Spikes per neuron over the whole run, :math:`\sum_t z_t` (always kept).
     spike_times, spike_batch, spike_neurons : ndarray (S,) int64 or None
-        One entry per spike (recorded with ``record=("spikes", ...)``).
+        One entry per spike, in time order (only with ``record=(..., "spikes")``).
     v, i : ndarray (T, B, N) or None
-        Membrane (after reset) and synaptic-current traces, when recorded.
+        Membrane (after reset) and synaptic-current traces (only with ``"v"`` / ``"i"``
+        in ``record``).
     final_state : LIFState
     """
 
@@ -766,7 +769,22 @@ class Simulation:
         return raster
 
 
-_RECORDABLE = ("spikes", "v", "i")
+_RECORDABLE = ("counts", "spikes", "v", "i")
+
+
+def _check_record(record) -> tuple[str, ...]:
+    """``record`` of :func:`lif_simulate` as a tuple of known names (a str is one name)."""
+    names = (record,) if isinstance(record, str) else record
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise ValueError(
+            f"record must be a tuple of names from {_RECORDABLE}, got {record!r}"
+        ) from None
+    unknown = [r for r in names if not isinstance(r, str) or r not in _RECORDABLE]
+    if unknown:
+        raise ValueError(f"record must be a subset of {_RECORDABLE}, got unknown {unknown}")
+    return names
 
 
 def _input_chunks(x, steps, chunk):
@@ -811,11 +829,21 @@ def lif_simulate(
     state: LIFState | tuple | None = None,
     *,
     steps: int | None = None,
-    record: tuple[str, ...] = ("spikes",),
+    record: tuple[str, ...] | str = ("counts",),
     chunk: int = 1024,
     backend: str = "cpu",
 ) -> Simulation:
-    """Forward-only LIF simulation without a tape: memory independent of the number of steps.
+    r"""Forward-only LIF simulation without a tape: memory independent of the number of steps.
+
+    By default only the spike count of every neuron,
+
+    .. math::
+
+        c_{b,n} = \sum_{t=0}^{T-1} z_{t,b,n},
+
+    and the final state are kept: O(B·N) memory (plus O(chunk·B·N) working memory) for any
+    number of steps and any firing rate. The spike raster and the traces are kept only when
+    ``record`` asks for them.
 
     Parameters
     ----------
@@ -825,10 +853,14 @@ def lif_simulate(
         As in :func:`lif_forward`.
     steps : int, optional
         Number of steps for a constant current.
-    record : tuple of {"spikes", "v", "i"}
-        What to keep: spike events (O(number of spikes) memory) and/or the membrane and
-        current traces (O(T·B·N), for plotting). Spike counts and the final state are always
-        returned.
+    record : tuple of {"counts", "spikes", "v", "i"}
+        What to keep. ``"counts"`` (the default): spike counts per neuron
+        (:attr:`Simulation.spike_counts`, (B, N)), which are kept in any case, as is the final
+        state; ``()`` is the same. ``"spikes"``: every spike as an event (time, batch,
+        neuron), O(number of spikes) memory, three int64 per spike
+        (:meth:`Simulation.spike_raster` rebuilds the (T, B, N) raster). ``"v"``, ``"i"``:
+        the membrane and current traces, O(T·B·N), for plotting. A single name may be given
+        as a str.
     chunk : int
         Steps per kernel call (the working memory is O(chunk·B·N)).
     backend : {"cpu", "cuda", "auto"}
@@ -836,15 +868,11 @@ def lif_simulate(
         spike counts, traces and the final state are then device arrays, while the spike
         events are NumPy arrays (extracted on the host once per chunk).
     """
+    record = _check_record(record)
     if backend != "cpu" and _backend.resolve_backend(backend) == "cuda":
         return _backend.lif_simulate_cuda(x, p, dt, w_rec, state, steps, record, chunk)
     if not isinstance(p, LIFParameters):
         raise TypeError(f"p must be LIFParameters, got {type(p).__name__}")
-    unknown = set(record) - set(_RECORDABLE)
-    if unknown:
-        raise ValueError(
-            f"record must be a subset of {_RECORDABLE}, got unknown {sorted(unknown)}"
-        )
     chunk = check_positive_int("chunk", chunk)
     dt = check_time_step(p, dt)
     counts = events = None

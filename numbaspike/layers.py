@@ -27,6 +27,7 @@ BLAS (see :func:`~numbaspike.kernels.projection.narrow_matmul`).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -49,6 +50,19 @@ def _as_dtype(dtype) -> np.dtype:
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be float32 or float64, got {dt}")
     return dt
+
+
+def _check_scale(scale, dtype: np.dtype) -> float:
+    """The initial-weight gain as a float, or a ``ValueError`` naming ``scale``."""
+    if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real):
+        raise ValueError(f"scale must be a finite real number, got {scale!r}")
+    value = float(scale)
+    # refused here: NaN or inf weights would only surface later, blamed on the input
+    if not math.isfinite(value):
+        raise ValueError(f"scale must be a finite real number, got {value}")
+    if abs(value) > float(np.finfo(dtype).max):  # the initial weights are at most |scale|
+        raise ValueError(f"scale={value} overflows {dtype} weights")
+    return value
 
 
 def _rng(seed) -> np.random.Generator:
@@ -198,6 +212,7 @@ class Linear(Layer):
         ``nn.Linear`` default.
     scale : float
         Multiplies the initial weights (SNNs often need a larger gain to spike at all).
+        Must be a finite real number.
     dtype : float32 or float64
     """
 
@@ -215,12 +230,12 @@ class Linear(Layer):
         self.n_out = check_positive_int("n_out", n_out)
         self.dtype = _as_dtype(dtype)
         self.bias = bool(bias)
-        self.scale = float(scale)
+        self.scale = _check_scale(scale, self.dtype)
         rng = _rng(seed)
         bound = 1.0 / math.sqrt(self.n_in)
-        self._add_param("weight", rng.uniform(-bound, bound, (self.n_out, self.n_in)) * scale)
+        self._add_param("weight", rng.uniform(-bound, bound, (self.n_out, self.n_in)) * self.scale)
         if self.bias:
-            self._add_param("bias", rng.uniform(-bound, bound, self.n_out) * scale)
+            self._add_param("bias", rng.uniform(-bound, bound, self.n_out) * self.scale)
 
     @property
     def weight(self) -> np.ndarray:
@@ -312,6 +327,22 @@ class Linear(Layer):
         return _matmul(g, self._params["weight"]).reshape(n_steps, batch, self.n_in)
 
 
+#: Smallest learned inverse time constant :meth:`_NeuronLayer.constrain` allows (1/s).
+TAU_INV_MIN = 1e-3
+
+#: How far above ``v_reset`` :meth:`_NeuronLayer.constrain` keeps a learned ``v_th``.
+V_TH_MARGIN = 1e-3
+
+
+def _v_th_floor(v_reset: float, dtype: np.dtype) -> np.floating:
+    """The lowest learned ``v_th`` allowed: ``v_reset + V_TH_MARGIN`` rounded to ``dtype``,
+    or the next value of ``dtype`` above ``v_reset`` where the margin is lost to rounding."""
+    # the next value above v_reset as rounded to dtype also lies above v_reset in float64,
+    # where LIFParameters compares them
+    above = np.nextafter(dtype.type(v_reset), dtype.type(np.inf))
+    return max(dtype.type(v_reset + V_TH_MARGIN), above)
+
+
 class _NeuronLayer(Layer):
     """Shared handling of (optionally learned, per-neuron) neuron parameters."""
 
@@ -353,10 +384,32 @@ class _NeuronLayer(Layer):
         return self.p.replace(**{name: self._params[name] for name in self.learn})
 
     def constrain(self) -> None:
-        """Keep learned time constants in ``(0, 0.95/dt]`` (a stable Euler step)."""
+        r"""Project the learned neuron parameters back into their valid range.
+
+        Called after each optimiser step (:func:`~numbaspike.train.fit` does). Learned
+        inverse time constants and a learned threshold are clipped, in place, to
+
+        .. math::
+
+            10^{-3} \le \tau^{-1} \le \frac{0.95}{dt}, \qquad
+            v_{th} \ge \max\left(v_{reset} + \delta,\ \operatorname{next}(v_{reset})\right)
+
+        with :math:`\delta` = :data:`V_TH_MARGIN` and :math:`\operatorname{next}` the next
+        value of the layer's dtype above ``v_reset`` rounded to it. The first keeps
+        :math:`dt\,\tau^{-1} \le 0.95 < 1`, the stable-step rule of
+        :func:`~numbaspike.params.check_time_step`, with room for float32 rounding (a
+        relative :math:`6 \cdot 10^{-8}`). The second keeps the reset below threshold, as
+        :class:`~numbaspike.params.LIFParameters` requires, in float64 and after rounding
+        to float32 (for a large :math:`|v_{reset}|` the margin alone is below float32's
+        resolution).
+        """
         for name in self.learn:
             if name.startswith("tau"):
-                np.clip(self._params[name], 1e-3, 0.95 / self.dt, out=self._params[name])
+                lo, hi = self.dtype.type(TAU_INV_MIN), self.dtype.type(0.95 / self.dt)
+                np.clip(self._params[name], lo, hi, out=self._params[name])
+            elif name == "v_th":
+                floor = _v_th_floor(self.p.v_reset, self.dtype)
+                np.maximum(self._params[name], floor, out=self._params[name])
 
     def _set_sparse_tol(self, sparse_tol) -> None:
         self.sparse_tol = check_sparse_tol(sparse_tol)
@@ -403,7 +456,7 @@ def _lif_layer_forward(layer: _NeuronLayer, x, w_rec, out):
 
 
 class LIF(_NeuronLayer):
-    """Feed-forward LIF neurons (input: currents (T, B, n); output: spikes (T, B, n)).
+    r"""Feed-forward LIF neurons (input: currents (T, B, n); output: spikes (T, B, n)).
 
     Parameters
     ----------
@@ -412,7 +465,12 @@ class LIF(_NeuronLayer):
     dt : float
     learn : iterable of str
         Neuron parameters to train per neuron: any of ``tau_mem_inv``, ``tau_syn_inv``,
-        ``v_th``, ``v_leak``.
+        ``v_th``, ``v_leak``. After each optimiser step :meth:`constrain` (called by
+        :func:`~numbaspike.train.fit`) keeps the learned time constants in
+        :math:`[10^{-3}, 0.95/dt]` (a stable Euler step, :math:`dt\,\tau^{-1} < 1`) and a
+        learned ``v_th`` at least :data:`V_TH_MARGIN` above ``p.v_reset`` (a reset must
+        end below threshold); without it, a step that breaks either rule makes the next
+        forward pass raise.
     dtype : float32 or float64
     sparse_tol : float >= 0, optional
         Sparse backward with a compact tape (Perez-Nieves & Goodman 2021; see
@@ -455,8 +513,9 @@ class LIFRecurrent(_NeuronLayer):
     r"""Recurrent LIF neurons: the current jump is :math:`x_t + W_{rec} z_{t-1}` (Norse ``lif_step``).
 
     ``w_rec`` (n, n) is owned and trained by the layer. Initialised like ``nn.Linear``
-    (:math:`U(-1/\sqrt n, 1/\sqrt n)`) times ``scale``; ``autapses=False`` keeps its diagonal 0.
-    Other parameters as in :class:`LIF`.
+    (:math:`U(-1/\sqrt n, 1/\sqrt n)`) times ``scale`` (a finite real number);
+    ``autapses=False`` keeps its diagonal 0. Other parameters, and the range
+    :meth:`~_NeuronLayer.constrain` keeps learned ones in, as in :class:`LIF`.
     """
 
     _param_class = LIFParameters
@@ -477,6 +536,7 @@ class LIFRecurrent(_NeuronLayer):
         super().__init__(n, p, dt, learn, dtype)
         self._set_sparse_tol(sparse_tol)
         self.autapses = bool(autapses)
+        scale = _check_scale(scale, self.dtype)
         bound = 1.0 / math.sqrt(n)
         self._add_param("w_rec", _rng(seed).uniform(-bound, bound, (n, n)) * scale)
         if not self.autapses:
@@ -503,7 +563,11 @@ class LIFRecurrent(_NeuronLayer):
 
 
 class LI(_NeuronLayer):
-    """Leaky-integrator readout (input: currents (T, B, n); output: membrane (T, B, n))."""
+    """Leaky-integrator readout (input: currents (T, B, n); output: membrane (T, B, n)).
+
+    ``learn``: any of ``tau_mem_inv``, ``tau_syn_inv``, ``v_leak``, with the time constants
+    kept in range by :meth:`~_NeuronLayer.constrain` as in :class:`LIF`.
+    """
 
     _param_class = LIParameters
     _neuron_fields = LI_NEURON_FIELDS

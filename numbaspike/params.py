@@ -64,6 +64,40 @@ def _param_size(p, names) -> int | None:
     return sizes.pop() if sizes else None
 
 
+def check_reset_below_threshold(v_reset, v_th, dtype=None) -> None:
+    """Raise ``ValueError`` naming ``v_reset`` and ``v_th`` unless ``v_reset < v_th`` everywhere.
+
+    Parameters
+    ----------
+    v_reset : float
+    v_th : float or ndarray of shape (N,)
+    dtype : numpy dtype, optional
+        Compare the values as rounded to this dtype (the one the kernels run in), so that
+        two values distinct in float64 but equal in float32 are refused too.
+    """
+    th = np.asarray(v_th, dtype=np.float64)
+    reset = np.float64(v_reset)
+    where = "" if dtype is None else f" in {np.dtype(dtype)}"
+    if dtype is not None:
+        th = th.astype(dtype)
+        reset = np.dtype(dtype).type(v_reset)
+    bad = ~(reset < th)
+    if not np.any(bad):
+        return
+    if th.ndim == 0:
+        got = f"v_reset={float(reset)!r} and v_th={float(th)!r}{where}"
+    else:
+        k = int(np.argmax(bad))
+        got = (
+            f"v_reset={float(reset)!r} and v_th <= v_reset{where} at {int(bad.sum())} of "
+            f"{th.size} neurons (first v_th[{k}]={float(th[k])!r})"
+        )
+    raise ValueError(
+        "v_reset must be below v_th (a reset at or above threshold makes a driven neuron "
+        f"fire on every step), got {got}"
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class LIFParameters:
     r"""Parameters of the current-based leaky integrate-and-fire neuron.
@@ -86,7 +120,10 @@ class LIFParameters:
     v_leak, v_th : float or ndarray of shape (N,)
         Leak (resting) potential and firing threshold.
     v_reset : float
-        Potential after a spike for ``reset="zero"``.
+        Potential after a spike for ``reset="zero"``. Must be below ``v_th`` (below every
+        neuron's, if ``v_th`` is per neuron), in both reset modes: a reset at or above
+        threshold puts a driven neuron straight back over it, so that it fires on every
+        step (:func:`check_reset_below_threshold`).
     surrogate : str
         Surrogate derivative used in the backward pass; one of
         :data:`numbaspike.surrogates.SURROGATE_NAMES`.
@@ -138,6 +175,7 @@ class LIFParameters:
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
                 raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         object.__setattr__(self, "size", _param_size(self, LIF_NEURON_FIELDS))
+        check_reset_below_threshold(self.v_reset, self.v_th)
 
     @property
     def surrogate_code(self) -> int:

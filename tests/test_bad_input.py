@@ -522,8 +522,9 @@ def test_simulate_bad_arguments(x):
     for chunk in (0, -1, 1.5, None):
         with raises_naming("chunk", ValueError):
             ns.lif_simulate(x, P, DT, chunk=chunk)
-    with raises_naming("record", ValueError):
-        ns.lif_simulate(x, P, DT, record=("spikes", "voltage"))
+    for record in (("spikes", "voltage"), ("count",), "raster", 3, (None,), (["v"],)):
+        with raises_naming("record", ValueError):
+            ns.lif_simulate(x, P, DT, record=record)
     with raises_naming("x", ValueError):
         ns.lif_simulate(np.ones(N), P, DT, steps=3)
     with raises_naming("x", ValueError):
@@ -538,3 +539,46 @@ def test_simulate_bad_arguments(x):
     bad[0, 0] = np.nan
     with raises_naming("x", ValueError):
         ns.lif_simulate(bad, P, DT, steps=5)
+
+
+# --------------------------------------------------------------------------------------
+# Layer construction
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "scale", [np.nan, np.inf, -np.inf, np.float32(np.nan), "2", None, True, [1.0, 2.0]]
+)
+def test_layer_scale_must_be_a_finite_number(scale):
+    """Refused when the layer is built: NaN or inf weights would only be reported at the
+    next forward pass, as NaN in its input."""
+    from numbaspike import layers as L
+
+    with raises_naming("scale", ValueError):
+        L.Linear(3, 2, scale=scale)
+    with raises_naming("scale", ValueError):
+        L.Linear(3, 2, bias=True, scale=scale)
+    with raises_naming("scale", ValueError):
+        L.LIFRecurrent(3, scale=scale)
+
+
+def test_layer_scale_must_not_overflow_the_weights():
+    from numbaspike import layers as L
+
+    with raises_naming("scale", ValueError):
+        L.Linear(3, 2, scale=-1e300)
+    with raises_naming("scale", ValueError):
+        L.LIFRecurrent(3, scale=1e39)
+    assert np.all(np.isfinite(L.Linear(3, 2, scale=1e300, dtype=np.float64).weight))
+
+
+@pytest.mark.parametrize("scale", [0, 3, -2.5, np.float32(4.0), np.int64(2)])
+def test_layer_scale_accepts_real_numbers(scale):
+    from numbaspike import layers as L
+
+    lin = L.Linear(3, 2, seed=0, scale=scale)
+    expected = L.Linear(3, 2, seed=0).weight * float(scale)
+    np.testing.assert_allclose(lin.weight, expected, rtol=1e-6)
+    rec = L.LIFRecurrent(3, seed=0, scale=scale)
+    base = L.LIFRecurrent(3, seed=0).parameters()["w_rec"]
+    np.testing.assert_allclose(rec.parameters()["w_rec"], base * float(scale), rtol=1e-6)

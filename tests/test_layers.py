@@ -320,6 +320,72 @@ def test_constrain_keeps_time_constants_stable():
     lif.forward(np.zeros((2, 1, 3), np.float32))  # valid again
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dt", [1e-3, 3e-4, 7.77e-4])
+def test_constrained_time_constants_pass_the_time_step_rule_in_the_layer_dtype(dt, dtype):
+    """The clipped range [1e-3, 0.95/dt] satisfies check_time_step's dt * tau_inv < 1 after
+    rounding to the layer's dtype, with a margin."""
+    lif = L.LIF(3, dt=dt, learn=("tau_mem_inv", "tau_syn_inv"), dtype=dtype)
+    for name in ("tau_mem_inv", "tau_syn_inv"):
+        lif.parameters()[name][:] = [1e30, -1e30, 0.0]
+    lif.constrain()
+    for name in ("tau_mem_inv", "tau_syn_inv"):
+        tau = lif.parameters()[name]
+        assert tau.dtype == dtype and np.all(tau > 0), (name, tau)
+        assert float(tau[0]) * dt <= 0.95 * (1 + 1e-6) and tau[1] == tau[2] == dtype(1e-3)
+        assert np.all(dtype(dt) * tau < 1)
+    ns.params.check_time_step(lif.current_parameters(), dt)
+    lif.forward(np.ones((3, 2, 3), dtype))  # valid again
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("v_reset", [-0.1, 0.1, 0.3, 1e5])
+def test_constrain_keeps_a_learned_threshold_above_the_reset(v_reset, dtype, reset):
+    p = ns.LIFParameters(v_th=v_reset + np.linspace(0.5, 1.5, 4), v_reset=v_reset, reset=reset)
+    lif = L.LIF(4, p, learn=("v_th",), dtype=dtype)
+    v_th = lif.parameters()["v_th"]
+    before = v_th.copy()
+    lif.constrain()
+    np.testing.assert_array_equal(v_th, before)  # valid values are left alone
+    v_th[:2] -= dtype(1e6)  # a huge negative optimiser step on two neurons
+    v_th[2] = dtype(v_reset)  # one exactly at the reset (in the layer's dtype)
+    with pytest.raises(ValueError, match=r"v_reset must be below v_th"):
+        lif.forward(np.ones((2, 1, 4), dtype))  # unconstrained: refused, not silently wrong
+    lif.constrain()
+    assert np.all(v_th[:3] > dtype(v_reset)) and np.all(v_th.astype(np.float64) > v_reset)
+    assert np.all(v_th[:3] <= dtype(v_reset) + max(2 * L.V_TH_MARGIN, np.spacing(dtype(v_reset))))
+    assert v_th[3] == before[3]
+    lif.current_parameters()  # LIFParameters accepts them
+    z, _ = lif.forward(np.ones((2, 1, 4), dtype))  # and so does the kernel's dtype check
+    assert z.shape == (2, 1, 4)
+
+
+@pytest.mark.parametrize("kind", ["LIF", "LIFRecurrent"])
+def test_learned_threshold_stays_above_the_reset_while_training(kind):
+    """A loss that rewards spikes pushes v_th down at every step: without constrain it would
+    walk below v_reset (where a driven neuron fires on every step)."""
+    from numbaspike.optim import SGD
+
+    rng = np.random.default_rng(0)
+    n, v_reset = 6, 0.2
+    p = ns.LIFParameters(v_th=np.linspace(0.6, 1.4, n), v_reset=v_reset, surrogate="atan")
+    layer = getattr(L, kind)(n, p, learn=("v_th",), **({"seed": 0} if kind != "LIF" else {}))
+    x = rng.normal(2.0, 4.0, (40, 3, n)).astype(np.float32)
+    opt = SGD(layer.parameters(), lr=2e-3)
+    lowest = []
+    for _ in range(30):
+        z, tape = layer.forward(x)
+        layer.zero_grad()
+        layer.backward(-np.ones_like(z), tape)  # loss = -sum(z): more spikes
+        opt.step(layer.gradients())
+        layer.constrain()
+        lowest.append(float(layer.parameters()["v_th"].min()))
+    assert len(set(lowest)) > 3 and lowest == sorted(lowest, reverse=True)  # walked down ...
+    floor = float(np.float32(v_reset + L.V_TH_MARGIN))
+    assert lowest[-1] == floor and min(lowest) > v_reset  # ... to the floor, not below
+
+
 def test_config_round_trip():
     net = Sequential(
         L.Linear(4, 6, bias=True, seed=0),

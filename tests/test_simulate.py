@@ -2,7 +2,8 @@
 
 It must reproduce lif_forward exactly (spikes, final state, traces) whatever the input
 form (array, constant current, iterable of chunks) and chunk size, continue a run from its
-final state, and run 100 000 steps in memory independent of the number of steps.
+final state, and run 100 000 steps in memory independent of the number of steps. By
+default it keeps only the spike counts (O(B·N)); the raster and traces only when recorded.
 """
 
 from __future__ import annotations
@@ -39,16 +40,30 @@ def params(reset="zero", **kw):
     )
 
 
-def assert_same_run(sim, z, tape):
-    """A Simulation and a lif_forward run agree exactly."""
+def assert_same_run(sim, z, tape, spikes=True):
+    """A Simulation and a lif_forward run agree exactly (and its spike events, recorded
+    with ``record=("spikes",)``, when ``spikes``)."""
     assert sim.steps == z.shape[0]
-    np.testing.assert_array_equal(sim.spike_raster(), z != 0)
+    if spikes:
+        np.testing.assert_array_equal(sim.spike_raster(), z != 0)
+        assert np.all(np.diff(sim.spike_times) >= 0)  # events in time order
+    else:
+        assert_counts_only(sim)
     np.testing.assert_array_equal(sim.spike_counts, (z != 0).sum(axis=0))
     assert sim.spike_counts.dtype == np.int64
-    assert np.all(np.diff(sim.spike_times) >= 0)  # events in time order
     for a, b in zip(sim.final_state, tape.final_state, strict=True):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == z.dtype
+
+
+def assert_counts_only(sim):
+    """The default result: spike counts and final state, nothing that grows with T."""
+    assert sim.spike_times is None and sim.spike_batch is None and sim.spike_neurons is None
+    assert sim.v is None and sim.i is None
+    batch, n = sim.spike_counts.shape
+    for value in vars(sim).values():
+        for arr in value if isinstance(value, tuple) else (value,):
+            assert np.ndim(arr) <= 2 and np.size(arr) <= batch * n, np.shape(arr)
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 150, 1024])
@@ -61,12 +76,14 @@ def test_array_input_matches_forward(dtype, reset, recurrent, chunk):
     p = params(reset)
     z, tape = ns.lif_forward(x, p, DT, w_rec=w, state=state)
     assert 0.02 < z.mean() < 0.5
-    sim = ns.lif_simulate(x, p, DT, w_rec=w, state=state, chunk=chunk)
+    sim = ns.lif_simulate(x, p, DT, w_rec=w, state=state, chunk=chunk, record=("spikes",))
     assert_same_run(sim, z, tape)
     assert sim.v is None and sim.i is None
+    assert_same_run(ns.lif_simulate(x, p, DT, w_rec=w, state=state, chunk=chunk), z, tape, False)
     # default initial state too
     z0, tape0 = ns.lif_forward(x, p, DT, w_rec=w)
-    assert_same_run(ns.lif_simulate(x, p, DT, w_rec=w, chunk=chunk), z0, tape0)
+    sim0 = ns.lif_simulate(x, p, DT, w_rec=w, chunk=chunk, record=("counts", "spikes"))
+    assert_same_run(sim0, z0, tape0)
 
 
 @pytest.mark.parametrize("recurrent", [False, True], ids=["ff", "rec"])
@@ -77,11 +94,13 @@ def test_constant_input_matches_forward(recurrent):
     p = params()
     z, tape = ns.lif_forward(np.broadcast_to(current, (T, B, N)), p, DT, w_rec=w, state=state)
     for chunk in (1, 16, 1024):
-        sim = ns.lif_simulate(current, p, DT, w_rec=w, state=state, steps=T, chunk=chunk)
+        sim = ns.lif_simulate(
+            current, p, DT, w_rec=w, state=state, steps=T, chunk=chunk, record="spikes"
+        )
         assert_same_run(sim, z, tape)
     # a nested list is an array too
     sim = ns.lif_simulate(current.tolist(), p, DT, w_rec=w, state=state, steps=T)
-    assert_same_run(sim, z, tape)
+    assert_same_run(sim, z, tape, spikes=False)
 
 
 @pytest.mark.parametrize("recurrent", [False, True], ids=["ff", "rec"])
@@ -102,14 +121,14 @@ def test_iterable_of_chunks_matches_forward(recurrent):
         assert sim.v.shape == (T, B, N)
     # chunk= applies to arrays, not to an iterable: each given chunk is one kernel call
     sim = ns.lif_simulate(iter(pieces), p, DT, w_rec=w, state=state, chunk=2)
-    assert_same_run(sim, z, tape)
+    assert_same_run(sim, z, tape, spikes=False)
 
 
 def test_list_of_chunks_matches_forward():
     x, _, state = make_input()
     p = params()
     z, tape = ns.lif_forward(x, p, DT, state=state)
-    sim = ns.lif_simulate([x[:50], x[50:]], p, DT, state=state)
+    sim = ns.lif_simulate([x[:50], x[50:]], p, DT, state=state, record=("spikes",))
     assert_same_run(sim, z, tape)
 
 
@@ -230,6 +249,58 @@ def test_long_run_is_finite_and_memory_is_independent_of_steps():
     assert peak_long <= 1.5 * peak_short, (peak_short, peak_long)
     assert peak_long <= 16 * chunk_bytes, (peak_long, chunk_bytes)
     assert peak_long < 100_000 * LONG_B * LONG_N  # far below one byte per neuron-step
+
+
+@pytest.mark.parametrize("recurrent", [False, True], ids=["ff", "rec"])
+def test_default_records_counts_equal_to_the_recorded_spikes(recurrent):
+    x, w_rec, state = make_input()
+    w = w_rec if recurrent else None
+    p = params("subtract")
+    sim = ns.lif_simulate(x, p, DT, w_rec=w, state=state, chunk=40)
+    assert_counts_only(sim)
+    full = ns.lif_simulate(x, p, DT, w_rec=w, state=state, chunk=40, record=("spikes", "v"))
+    np.testing.assert_array_equal(sim.spike_counts, full.spike_raster().sum(axis=0))
+    assert 0 < sim.spike_counts.sum() < T * B * N
+    for a, b in zip(sim.final_state, full.final_state, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="record"):
+        sim.spike_raster()
+    # () and "counts" name the same minimal record
+    for record in ((), "counts", ["counts"]):
+        again = ns.lif_simulate(x, p, DT, w_rec=w, state=state, record=record)
+        assert_counts_only(again)
+        np.testing.assert_array_equal(again.spike_counts, sim.spike_counts)
+
+
+def peak_bytes(**kw) -> tuple[ns.Simulation, int]:
+    """A float32 run of lif_simulate and its peak traced memory (bytes)."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        sim = ns.lif_simulate(**kw)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return sim, peak
+
+
+def test_default_memory_is_independent_of_the_firing_rate():
+    """Every neuron firing on every step (the old README example): the default keeps
+    counts, O(B·N), where recording the spikes keeps 24 bytes per neuron-step."""
+    batch, n, steps, chunk = 2, 64, 20_000, 256
+    current = np.full((batch, n), 3.0, np.float32)
+    kw = dict(x=current, p=ns.LIFParameters(), dt=DT, steps=steps, chunk=chunk)
+    peak_bytes(**{**kw, "steps": 10})  # compile first
+    sim, peak = peak_bytes(**kw)
+    assert_counts_only(sim)
+    assert np.all(sim.spike_counts > 0.99 * steps)  # fires (almost) on every step
+    chunk_bytes = chunk * batch * n * 4
+    assert peak <= 16 * chunk_bytes, (peak, chunk_bytes)
+    recorded, peak_spikes = peak_bytes(**kw, record=("spikes",))
+    assert recorded.spike_times.size == sim.spike_counts.sum()
+    per_neuron = np.bincount(recorded.spike_neurons, minlength=n)
+    np.testing.assert_array_equal(per_neuron, sim.spike_counts.sum(axis=0))
+    assert peak_spikes >= 24 * recorded.spike_times.size > 10 * peak
 
 
 def test_outputs_cannot_corrupt_gradients():
