@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import reprlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
 from .layers import LI, LIF, Layer, LIFRecurrent, Linear
-from .params import LIFParameters, LIParameters
+from .params import (
+    LI_NEURON_FIELDS,
+    LIF_NEURON_FIELDS,
+    LIFParameters,
+    LIParameters,
+    check_time_step,
+)
+from .validation import all_finite
 
 __all__ = ["Sequential", "NetworkTape", "layer_from_config"]
 
@@ -155,26 +164,90 @@ class Sequential:
         return cfg
 
     @classmethod
-    def from_config(cls, config: list[dict[str, Any]]) -> Sequential:
-        """Rebuild a network from :meth:`config` (parameters get fresh initial values)."""
-        return cls(*(layer_from_config(c) for c in config))
+    def from_config(cls, config: Sequence[Mapping[str, Any]]) -> Sequential:
+        """Rebuild a network from :meth:`config` (parameters get fresh initial values).
 
-    def load_parameters(self, params: dict[str, np.ndarray]) -> None:
-        """Copy values into the parameters (keys and shapes must match exactly)."""
+        Raises
+        ------
+        ValueError
+            If ``config`` is not a non-empty list of valid layer configurations (see
+            :func:`layer_from_config`); the message names the layer index.
+        """
+        _check_config_list(config)
+        layers = []
+        for k, c in enumerate(config):
+            try:
+                layers.append(layer_from_config(c))
+            except ValueError as err:
+                raise ValueError(f"layer {k}: {err}") from None
+        return cls(*layers)
+
+    def load_parameters(self, params: Mapping[str, Any]) -> None:
+        """Copy values into the parameters.
+
+        Keys and shapes must match exactly; values must be real numbers (cast to the
+        network's dtype) and finite, and learned neuron parameters must give valid neuron
+        parameters (e.g. positive, stable time constants). Everything is checked before
+        anything is copied, so an error leaves the network unchanged.
+
+        Raises
+        ------
+        TypeError
+            If ``params`` is not a mapping.
+        ValueError
+            Naming the parameter, for a missing or unexpected key, a wrong shape, a
+            non-numeric dtype, NaN or inf, or an invalid neuron parameter.
+        """
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a mapping name -> array, got {type(params).__name__}")
         own = self.parameters()
         missing = sorted(set(own) - set(params))
-        extra = sorted(set(params) - set(own))
+        extra = sorted(set(params) - set(own), key=repr)
         if missing or extra:
             raise ValueError(
                 f"parameters do not match the network: missing {missing}, unexpected {extra}"
             )
+        values = {name: _parameter_value(name, params[name], arr) for name, arr in own.items()}
+        for k, layer in enumerate(self.layers):
+            _check_neuron_parameters(k, layer, values)
         for name, arr in own.items():
-            value = np.asarray(params[name])
-            if value.shape != arr.shape:
-                raise ValueError(
-                    f"parameter {name}: expected shape {arr.shape}, got {value.shape}"
-                )
-            arr[...] = value
+            arr[...] = values[name]
+
+
+def _parameter_value(name: str, value: Any, arr: np.ndarray) -> np.ndarray:
+    """``value`` as a finite array of the shape and dtype of parameter ``arr``, or a
+    ValueError naming the parameter."""
+    try:
+        value = np.asarray(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"parameter {name} is not an array of numbers: {err}") from None
+    if value.dtype.kind not in "fiu":
+        raise ValueError(f"parameter {name} must hold real numbers, got dtype {value.dtype}")
+    if value.shape != arr.shape:
+        raise ValueError(f"parameter {name}: expected shape {arr.shape}, got {value.shape}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = value.astype(arr.dtype)
+    if not all_finite(cast):
+        overflow = value.dtype.kind != "f" or all_finite(value)
+        raise ValueError(
+            f"parameter {name} contains NaN or inf"
+            + (f" (its values overflow {arr.dtype})" if overflow else "")
+        )
+    return cast
+
+
+def _check_neuron_parameters(k: int, layer: Layer, values: dict[str, np.ndarray]) -> None:
+    """Check that the new values of the learned neuron parameters of layer ``k`` give valid
+    neuron parameters, as its forward pass will require (a ValueError naming them)."""
+    learn = getattr(layer, "learn", ())
+    if not learn or not isinstance(layer, (LIF, LIFRecurrent, LI)):
+        return
+    names = ", ".join(f"{k}.{name}" for name in learn)
+    try:
+        p = layer.p.replace(**{name: values[f"{k}.{name}"] for name in learn})
+        check_time_step(p, layer.dt)
+    except ValueError as err:
+        raise ValueError(f"parameters {names} are invalid neuron parameters: {err}") from None
 
 
 def _input_gradient_is_finite(layer: Layer) -> bool:
@@ -196,29 +269,222 @@ def _can_overwrite(layer: Layer, g: np.ndarray) -> bool:
     )
 
 
-def layer_from_config(cfg: dict[str, Any]) -> Layer:
-    """Build one layer from its :meth:`Layer.config` dictionary."""
+#: Fields of each layer type's configuration: required ones, then optional ones.
+_NEURON_REQUIRED = ("type", "n", "dt", "p")
+_LAYER_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "Linear": (("type", "n_in", "n_out"), ("bias", "dtype")),
+    "LIF": (_NEURON_REQUIRED, ("learn", "sparse_tol", "dtype")),
+    "LIFRecurrent": (_NEURON_REQUIRED, ("learn", "sparse_tol", "autapses", "dtype")),
+    "LI": (_NEURON_REQUIRED, ("learn", "dtype")),
+}
+_LEARNABLE = {"LIF": LIF_NEURON_FIELDS, "LIFRecurrent": LIF_NEURON_FIELDS, "LI": LI_NEURON_FIELDS}
+_PARAMS_CLASS = {"LIF": LIFParameters, "LIFRecurrent": LIFParameters, "LI": LIParameters}
+#: Neuron-parameter fields that hold a string or a bool; all others hold numbers.
+_STRING_FIELDS = ("surrogate", "reset")
+_BOOL_FIELDS = ("detach_reset", "smooth")
+
+
+def layer_from_config(cfg: Mapping[str, Any]) -> Layer:
+    """Build one layer from its :meth:`Layer.config` dictionary.
+
+    Parameters
+    ----------
+    cfg : dict
+        ``{"type": "Linear" | "LIF" | "LIFRecurrent" | "LI", ...}`` as written by the layer's
+        ``config()`` (JSON types: sizes are ints, ``dt`` and neuron parameters numbers or
+        lists of numbers, flags bools).
+
+    Raises
+    ------
+    ValueError
+        Naming the field, for an unknown layer type, a missing or unexpected field, a value
+        of the wrong type (e.g. a string where a number is expected) or an invalid value.
+    """
+    kind, kwargs = _parse_layer_config(cfg)
+    cls = {"Linear": Linear, "LIF": LIF, "LIFRecurrent": LIFRecurrent, "LI": LI}[kind]
     try:
-        kind = cfg["type"]
-        dtype = np.dtype(cfg.get("dtype", "float32"))
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"invalid {kind} layer configuration: {err}") from None
+
+
+def _check_config_list(config: Any) -> None:
+    if not isinstance(config, (list, tuple)):
+        raise ValueError(
+            f"network configuration must be a list of layer configurations, got "
+            f"{type(config).__name__}"
+        )
+    if not config:
+        raise ValueError("network configuration is empty: a network needs at least one layer")
+
+
+def _config_parameter_shapes(config: Any) -> dict[str, tuple[int, ...]]:
+    """The names and shapes of the parameters that :meth:`Sequential.from_config` would
+    create from ``config``, found without building (allocating) any layer.
+
+    Raises the ValueError of :meth:`Sequential.from_config` for an invalid layer.
+    """
+    _check_config_list(config)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for k, c in enumerate(config):
+        try:
+            kind, kw = _parse_layer_config(c)
+        except ValueError as err:
+            raise ValueError(f"layer {k}: {err}") from None
         if kind == "Linear":
-            return Linear(cfg["n_in"], cfg["n_out"], bias=cfg.get("bias", False), dtype=dtype)
-        p_values = {k: (np.asarray(v) if isinstance(v, list) else v) for k, v in cfg["p"].items()}
-        common = {"dt": cfg["dt"], "learn": tuple(cfg.get("learn", ())), "dtype": dtype}
-        if kind == "LIF":
-            return LIF(
-                cfg["n"], LIFParameters(**p_values), sparse_tol=cfg.get("sparse_tol"), **common
-            )
+            shapes[f"{k}.weight"] = (kw["n_out"], kw["n_in"])
+            if kw["bias"]:
+                shapes[f"{k}.bias"] = (kw["n_out"],)
+            continue
+        for name in kw["learn"]:
+            shapes[f"{k}.{name}"] = (kw["n"],)
         if kind == "LIFRecurrent":
-            return LIFRecurrent(
-                cfg["n"],
-                LIFParameters(**p_values),
-                autapses=cfg.get("autapses", True),
-                sparse_tol=cfg.get("sparse_tol"),
-                **common,
+            shapes[f"{k}.w_rec"] = (kw["n"], kw["n"])
+    return shapes
+
+
+def _parse_layer_config(cfg: Any) -> tuple[str, dict[str, Any]]:
+    """Check the types of a layer configuration's fields; return the layer type and the
+    keyword arguments of its class (the values themselves are checked by the class)."""
+    if not isinstance(cfg, Mapping):
+        raise ValueError(f"a layer configuration must be a dict, got {type(cfg).__name__}")
+    kind = cfg.get("type")
+    if not isinstance(kind, str) or kind not in _LAYER_FIELDS:
+        raise ValueError(
+            f"unknown layer type {reprlib.repr(kind)} in configuration, expected one of "
+            f"{sorted(_LAYER_FIELDS)}"
+        )
+    required, optional = _LAYER_FIELDS[kind]
+    missing = [f for f in required if f not in cfg]
+    unexpected = sorted(reprlib.repr(f) for f in cfg if f not in required + optional)
+    if missing or unexpected:
+        raise ValueError(
+            f"{kind} layer configuration: missing fields {missing}, unexpected fields "
+            f"[{', '.join(unexpected)}]"
+        )
+    dtype = cfg.get("dtype", "float32")
+    if not isinstance(dtype, str) or dtype not in ("float32", "float64"):
+        raise ValueError(
+            f"{kind} layer configuration: dtype must be 'float32' or 'float64', got "
+            f"{reprlib.repr(dtype)}"
+        )
+    if kind == "Linear":
+        return kind, {
+            "n_in": _config_size(kind, "n_in", cfg["n_in"]),
+            "n_out": _config_size(kind, "n_out", cfg["n_out"]),
+            "bias": _config_bool(kind, "bias", cfg.get("bias", False)),
+            "dtype": np.dtype(dtype),
+        }
+    kwargs: dict[str, Any] = {
+        "n": _config_size(kind, "n", cfg["n"]),
+        "dt": _config_number(kind, "dt", cfg["dt"]),
+        "learn": _config_learn(kind, cfg.get("learn", []), _LEARNABLE[kind]),
+        "p": _config_neuron_parameters(kind, cfg["p"]),
+        "dtype": np.dtype(dtype),
+    }
+    if "sparse_tol" in cfg and cfg["sparse_tol"] is not None:
+        kwargs["sparse_tol"] = _config_number(kind, "sparse_tol", cfg["sparse_tol"])
+    if kind == "LIFRecurrent":
+        kwargs["autapses"] = _config_bool(kind, "autapses", cfg.get("autapses", True))
+    return kind, kwargs
+
+
+def _as_float(value: Any) -> float | None:
+    """A JSON number as a float, or None for anything else (a bool, a string, an int too
+    large for a float)."""
+    # bool is an int subclass, but a flag where a number is expected is a corrupted config
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        return None
+    if isinstance(value, np.complexfloating):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
+def _config_number(kind: str, name: str, value: Any) -> float:
+    x = _as_float(value)
+    if x is None:
+        raise ValueError(
+            f"{kind} layer configuration: {name} must be a number, got {reprlib.repr(value)}"
+        )
+    return x
+
+
+def _config_size(kind: str, name: str, value: Any) -> int:
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, (int, np.integer))
+        or value <= 0
+    ):
+        raise ValueError(
+            f"{kind} layer configuration: {name} must be a positive integer, got "
+            f"{reprlib.repr(value)}"
+        )
+    return int(value)
+
+
+def _config_bool(kind: str, name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(
+            f"{kind} layer configuration: {name} must be a bool, got {reprlib.repr(value)}"
+        )
+    return value
+
+
+def _config_learn(kind: str, value: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(
+            f"{kind} layer configuration: learn must be a list of parameter names, got "
+            f"{reprlib.repr(value)}"
+        )
+    if len(set(value)) != len(value):
+        raise ValueError(f"{kind} layer configuration: learn has duplicate names {value!r}")
+    unknown = [v for v in value if v not in allowed]
+    if unknown:
+        raise ValueError(
+            f"{kind} layer configuration: learn: unknown parameters {reprlib.repr(unknown)}, "
+            f"expected some of {allowed}"
+        )
+    return tuple(value)
+
+
+def _config_neuron_parameters(kind: str, p: Any) -> LIFParameters | LIParameters:
+    cls = _PARAMS_CLASS[kind]
+    if not isinstance(p, Mapping):
+        raise ValueError(f"{kind} layer configuration: p must be a dict, got {type(p).__name__}")
+    names = [f.name for f in fields(cls) if f.init]
+    unexpected = sorted(reprlib.repr(f) for f in p if f not in names)
+    if unexpected:
+        raise ValueError(
+            f"{kind} layer configuration: p has unexpected fields [{', '.join(unexpected)}], "
+            f"expected some of {names}"
+        )
+    values: dict[str, Any] = {}
+    for name, value in p.items():
+        if name in _STRING_FIELDS:
+            ok = isinstance(value, str)
+            expected = "a string"
+        elif name in _BOOL_FIELDS:
+            ok = isinstance(value, bool)
+            expected = "a bool"
+        elif isinstance(value, (list, tuple)):
+            floats = [_as_float(v) for v in value]
+            ok = None not in floats
+            expected = "a number or a list of numbers"
+            value = np.array(floats, dtype=np.float64) if ok else value
+        else:
+            ok = _as_float(value) is not None
+            expected = "a number or a list of numbers"
+            value = _as_float(value) if ok else value
+        if not ok:
+            raise ValueError(
+                f"{kind} layer configuration: p[{name!r}] must be {expected}, "
+                f"got {reprlib.repr(value)}"
             )
-        if kind == "LI":
-            return LI(cfg["n"], LIParameters(**p_values), **common)
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"invalid layer configuration {cfg!r}: {err}") from None
-    raise ValueError(f"unknown layer type {kind!r} in configuration")
+        values[name] = value
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{kind} layer configuration: p: {err}") from None

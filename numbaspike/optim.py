@@ -217,8 +217,9 @@ class Optimizer:
 
         The parameter names and shapes must match this optimiser's; a buffer must be given for
         all parameters or for none (an absent buffer is created at the next step as on the
-        first step). Buffers are copied (cast to the parameter dtype), so the caller's arrays
-        are not aliased. On error nothing changes.
+        first step). Hyper-parameters must be real or bool scalars and buffers float arrays
+        that are finite in the parameter dtype. Buffers are copied (cast to the parameter
+        dtype), so the caller's arrays are not aliased. On error nothing changes.
         """
         if not isinstance(state, Mapping) and not hasattr(state, "files"):
             raise TypeError(f"state must be a mapping of arrays, got {type(state).__name__}")
@@ -236,8 +237,11 @@ class Optimizer:
             if key not in keys:
                 raise ValueError(f"state is missing the key {key!r}")
             v = np.asarray(state[key])
-            if v.shape != ():
-                raise ValueError(f"state[{key!r}] must be a scalar, got shape {v.shape}")
+            if v.shape != () or v.dtype.kind not in "biuf":
+                raise ValueError(
+                    f"state[{key!r}] must be a real or bool scalar, got a {v.dtype} array of "
+                    f"shape {v.shape}"
+                )
             hp[k] = bool(v) if v.dtype == np.bool_ else float(v)
         # validate everything on a scratch copy of the settings before mutating self
         old_hp, old_step = self.hparams(), self.step_count
@@ -265,7 +269,14 @@ class Optimizer:
                     )
                 if arr.dtype.kind != "f":
                     raise ValueError(f"state[{key!r}] must be a float array, got {arr.dtype}")
-                new_state.setdefault(prefix, {})[name] = np.array(arr, dtype=p.dtype, copy=True)
+                with np.errstate(over="ignore"):
+                    value = np.array(arr, dtype=p.dtype, copy=True)
+                bad = _first_nonfinite(value)
+                if bad is not None:
+                    raise ValueError(
+                        f"state[{key!r}] contains NaN or inf in {p.dtype} (first at index {bad})"
+                    )
+                new_state.setdefault(prefix, {})[name] = value
             for buf, arrays in new_state.items():
                 for name in self.params:
                     if name not in arrays:
