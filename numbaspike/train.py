@@ -4,13 +4,18 @@ Deterministic for a given seed: the batch order of epoch ``e`` comes from
 ``numpy.random.default_rng([seed, e])`` and the kernels have no thread-dependent
 reductions, so an interrupted run resumed from a checkpoint reproduces the parameters
 of an uninterrupted one bit for bit.
+
+The data are a :class:`~numbaspike.data.SpikeDataset` (binary spikes) or a
+:class:`~numbaspike.data.CurrentDataset` (analog input currents, fed densely). Every argument
+is checked before the first step, with an error that names it.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +53,163 @@ class History:
         )
 
 
+# ---------------------------------------------------------------------- argument checks
+_DATASET_TYPES = "a SpikeDataset or CurrentDataset (numbaspike.data)"
+
+
+def _check_net(net) -> Sequential:
+    if not isinstance(net, Sequential):
+        raise TypeError(f"net must be a numbaspike.network.Sequential, got {type(net).__name__}")
+    return net
+
+
+def _is_empty(value) -> bool:
+    try:
+        return len(value) == 0
+    except TypeError:
+        return False
+
+
+def _check_data(name: str, data, net: Sequential):
+    """``data`` must be a dataset whose inputs are as wide as the network's first layer."""
+    from .data import LabeledDataset
+
+    if not isinstance(data, LabeledDataset):
+        if _is_empty(data):
+            raise ValueError(f"{name} is empty; it must be {_DATASET_TYPES}")
+        raise TypeError(f"{name} must be {_DATASET_TYPES}, got {type(data).__name__}")
+    first = net.layers[0]
+    if data.n_inputs != first.n_in:
+        raise ValueError(
+            f"net's first layer (layer 0, {type(first).__name__}) takes n_in={first.n_in} "
+            f"inputs but {name} has n_inputs={data.n_inputs}"
+        )
+    return data
+
+
+def _check_batch_size(value) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"batch_size must be a positive integer, got {value!r} ({type(value).__name__})"
+        )
+    if value <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {value}")
+    return int(value)
+
+
+def _check_count(name: str, value) -> int:
+    """A non-negative whole number (an integral float too) as an int."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, np.integer, float, np.floating)
+    ):
+        raise TypeError(f"{name} must be a non-negative integer, got {type(value).__name__}")
+    if not math.isfinite(value) or value != int(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(
+            "seed must be a non-negative integer (epoch e shuffles with "
+            f"numpy.random.default_rng([seed, e])), got {type(seed).__name__}"
+        )
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    return int(seed)
+
+
+def _check_clip_norm(clip_norm) -> float | None:
+    if clip_norm is None:
+        return None
+    if isinstance(clip_norm, (bool, np.bool_)) or not isinstance(
+        clip_norm, (int, np.integer, float, np.floating)
+    ):
+        raise TypeError(f"clip_norm must be None or a number > 0, got {type(clip_norm).__name__}")
+    if not math.isfinite(clip_norm) or clip_norm <= 0:
+        raise ValueError(f"clip_norm must be None or a finite number > 0, got {clip_norm!r}")
+    return float(clip_norm)
+
+
+def _check_loss(loss) -> None:
+    if not callable(loss) or not callable(getattr(loss, "predict", None)):
+        raise TypeError(
+            "loss must be a loss of numbaspike.losses: callable as loss(y, labels) -> "
+            f"(value, dL/dy), with a predict(y) method; got {type(loss).__name__}"
+        )
+
+
+def _check_regularizers(regularizers, net: Sequential) -> list[tuple[int, Callable]]:
+    try:
+        items = list(regularizers)
+    except TypeError:
+        raise TypeError(
+            "regularizers must be a sequence of (layer_index, reg) pairs, got "
+            f"{type(regularizers).__name__}"
+        ) from None
+    out = []
+    for k, item in enumerate(items):
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise TypeError(f"regularizers[{k}] must be a (layer_index, reg) pair, got {item!r}")
+        index, reg = item
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"regularizers[{k}]: layer_index must be an integer, got {index!r}")
+        if not 0 <= index < len(net):
+            raise ValueError(
+                f"regularizers[{k}]: layer_index must lie in [0, {len(net)}) for a network "
+                f"of {len(net)} layers, got {index}"
+            )
+        if not callable(reg):
+            raise TypeError(f"regularizers[{k}]: reg must be callable, got {type(reg).__name__}")
+        out.append((int(index), reg))
+    return out
+
+
+def _check_optimizer(optimizer, net: Sequential) -> None:
+    """The optimiser must update the very arrays of ``net.parameters()`` (identity): one built
+    over another network's parameters would train that network and leave ``net`` as it is."""
+    params = getattr(optimizer, "params", None)
+    if not isinstance(params, Mapping) or not callable(getattr(optimizer, "step", None)):
+        raise TypeError(
+            "optimizer must be an optimiser of numbaspike.optim (with .params and .step), "
+            f"got {type(optimizer).__name__}"
+        )
+    own = net.parameters()
+    missing = [name for name in own if name not in params]
+    extra = [name for name in params if name not in own]
+    foreign = [name for name in own if name in params and params[name] is not own[name]]
+    if missing or extra or foreign:
+        if foreign:
+            detail = (
+                f"optimizer.params[{foreign[0]!r}] is not the array net.parameters()"
+                f"[{foreign[0]!r}]"
+            )
+        else:
+            detail = f"missing parameters {missing}, unexpected {extra}"
+        raise ValueError(
+            f"optimizer does not update the parameters of net ({detail}); build it over "
+            "them, e.g. Adam(net.parameters(), lr=1e-3)"
+        )
+
+
+def _show_bar(progress: bool) -> bool:
+    """Draw a progress bar only where it redraws in place: a terminal or a notebook; in a log
+    file every refresh would be a new line."""
+    if not progress:
+        return False
+    from tqdm.asyncio import tqdm as console_tqdm
+    from tqdm.auto import tqdm
+
+    if tqdm is not console_tqdm:  # tqdm.auto chose the notebook widget
+        return True
+    isatty = getattr(sys.stderr, "isatty", None)
+    try:
+        return bool(isatty()) if callable(isatty) else False
+    except (OSError, ValueError):  # a closed or detached stream
+        return False
+
+
+# ---------------------------------------------------------------------- batches
 def _iterate(data, batch_size, shuffle, seed, net: Sequential):
     from .data import iterate_batches
 
@@ -59,18 +221,21 @@ def _iterate(data, batch_size, shuffle, seed, net: Sequential):
 
 def _use_events(net: Sequential, data) -> bool:
     """Feed the batches as events (:meth:`~numbaspike.data.SpikeDataset.batch_events`) when
-    the first layer is a :class:`~numbaspike.layers.Linear` that would take its event path
-    at the data's mean density anyway: no dense batch to build and scan."""
+    the data are spikes and the first layer is a :class:`~numbaspike.layers.Linear` that
+    would take its event path at the data's mean density anyway: no dense batch to build and
+    scan."""
+    from .data import SpikeDataset
     from .kernels.projection import use_sparse_path
     from .layers import Linear
 
     first = net.layers[0]
-    if not isinstance(first, Linear):
+    if not isinstance(data, SpikeDataset) or not isinstance(first, Linear):
         return False
     density = data.n_events / max(1, len(data) * data.steps * data.n_inputs)
     return use_sparse_path(density, first.n_out)
 
 
+# ---------------------------------------------------------------------- training
 def train_step(
     net: Sequential,
     x: np.ndarray,
@@ -84,18 +249,33 @@ def train_step(
 
     Parameters
     ----------
+    net : Sequential
     x : ndarray (T, B, n_in), or SpikeEvents for a Linear first layer
     labels : ndarray (B,)
     loss : callable ``loss(y, labels) -> (value, dL/dy)`` with ``predict(y)``
     optimizer : an optimiser from :mod:`numbaspike.optim` over ``net.parameters()``
+        Its parameter arrays must be those of ``net`` (``Adam(net.parameters())``).
     regularizers : sequence of ``(layer_index, reg)`` with ``reg(output) -> (value, grad)``
     clip_norm : float, optional
-        Clip the global gradient norm to this value.
+        Clip the global gradient norm to this value (> 0).
 
     Returns
     -------
     (loss value including regularisers, number of correct predictions)
+
+    Raises
+    ------
+    TypeError, ValueError
+        An argument is of the wrong type or value (the message names it), e.g. an
+        optimiser over another network's parameters.
+    TrainingDivergedError
+        The loss or a gradient is not finite; the parameters are left unchanged.
     """
+    _check_net(net)
+    _check_loss(loss)
+    _check_optimizer(optimizer, net)
+    regularizers = _check_regularizers(regularizers, net)
+    clip_norm = _check_clip_norm(clip_norm)
     y, tape = net.forward(x)
     value, grad_y = loss(y, labels)
     output_grads = {}
@@ -127,9 +307,28 @@ def train_step(
 
 
 def evaluate(net: Sequential, data, loss, batch_size: int = 256) -> tuple[float, float]:
-    """Mean loss and accuracy of ``net`` on ``data`` (a :class:`~numbaspike.data.SpikeDataset`)."""
-    if len(data) == 0:
-        raise ValueError("data is empty")
+    """Mean loss and accuracy of ``net`` on ``data``.
+
+    Parameters
+    ----------
+    net : Sequential
+        Its first layer takes ``data.n_inputs`` inputs.
+    data : SpikeDataset or CurrentDataset
+    loss : loss of :mod:`numbaspike.losses` (``loss(y, labels) -> (value, grad)``)
+    batch_size : int
+        Samples per forward pass (> 0); the result does not depend on it.
+
+    Returns
+    -------
+    (mean loss, accuracy) over all samples of ``data``.
+    """
+    _check_net(net)
+    _check_data("data", data, net)
+    _check_loss(loss)
+    return _evaluate(net, data, loss, _check_batch_size(batch_size))
+
+
+def _evaluate(net: Sequential, data, loss, batch_size: int) -> tuple[float, float]:
     total_loss = 0.0
     correct = 0
     for x, labels in _iterate(data, batch_size, False, None, net):
@@ -162,58 +361,100 @@ def fit(
 
     Parameters
     ----------
-    train, val : SpikeDataset
-        Training and (optional) validation data.
+    net : Sequential
+        Its first layer takes ``train.n_inputs`` inputs.
+    train, val : SpikeDataset or CurrentDataset
+        Training and (optional) validation data: binary spikes, or analog input currents
+        (fed to the network as they are).
     loss : loss object of :mod:`numbaspike.losses` (``loss(y, labels) -> (value, grad)``)
     optimizer : optimiser of :mod:`numbaspike.optim`
+        Built over ``net.parameters()`` (the same arrays, not copies).
     epochs : int
         Index of the last epoch + 1: training runs epochs ``start_epoch .. epochs-1``.
+    batch_size : int
+        Training samples per step (> 0).
     seed : int
-        Seeds the batch order (epoch ``e`` uses ``default_rng([seed, e])``).
+        Seeds the batch order (epoch ``e`` uses ``default_rng([seed, e])``), >= 0.
     regularizers : sequence of ``(layer_index, reg)``
         Losses on intermediate outputs, e.g. firing-rate regularisers on hidden spikes.
+    clip_norm : float, optional
+        Clip the global gradient norm of every step to this value (> 0).
     start_epoch, history
         Resume an interrupted run (see :func:`numbaspike.checkpoint.load_checkpoint`).
     checkpoint_path : path, optional
         Save network, optimiser state and history there after every epoch (atomically).
     progress : bool
-        Show a tqdm progress bar with loss and accuracy.
+        Print a summary line per epoch, and show a tqdm progress bar with loss and accuracy
+        when stderr is a terminal (or in a notebook; a log file gets no bar).
+    on_epoch_end : callable, optional
+        Called as ``on_epoch_end(epoch, history)`` after every epoch (and its checkpoint).
+
+    Returns
+    -------
+    History
+        ``history`` (when given) with the new epochs appended.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An argument is of the wrong type or value; the message names it.
+    TrainingDivergedError
+        The loss or a gradient became NaN/inf.
+    KeyboardInterrupt
+        Passed on as it is; the checkpoint of the last finished epoch is already on disk.
     """
     from tqdm.auto import tqdm
 
-    if len(train) == 0:
-        raise ValueError("train is empty")
-    if int(epochs) != epochs or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    _check_net(net)
+    _check_data("train", train, net)
+    if val is not None:
+        _check_data("val", val, net)
+    _check_loss(loss)
+    _check_optimizer(optimizer, net)
+    epochs = _check_count("epochs", epochs)
+    start_epoch = _check_count("start_epoch", start_epoch)
+    batch_size = _check_batch_size(batch_size)
+    seed = _check_seed(seed)
+    regularizers = _check_regularizers(regularizers, net)
+    clip_norm = _check_clip_norm(clip_norm)
+    if history is not None and not isinstance(history, History):
+        raise TypeError(f"history must be a History or None, got {type(history).__name__}")
+    if on_epoch_end is not None and not callable(on_epoch_end):
+        raise TypeError(f"on_epoch_end must be callable, got {type(on_epoch_end).__name__}")
     history = history if history is not None else History()
     n_batches = math.ceil(len(train) / batch_size)
-    for epoch in range(start_epoch, int(epochs)):
+    show_bar = _show_bar(progress)
+    for epoch in range(start_epoch, epochs):
         start = time.perf_counter()
         seen = correct = 0
         loss_sum = 0.0
-        bar = tqdm(
+        with tqdm(
             _iterate(train, batch_size, True, [seed, epoch], net),
             total=n_batches,
             desc=f"epoch {epoch + 1}/{epochs}",
-            disable=not progress,
+            disable=not show_bar,
             leave=False,
-        )
-        for x, labels in bar:
-            value, ok = train_step(net, x, labels, loss, optimizer, regularizers, clip_norm)
-            history.step_loss.append(value)
-            seen += len(labels)
-            correct += ok
-            loss_sum += value * len(labels)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+        ) as bar:
+            for x, labels in bar:
+                value, ok = train_step(net, x, labels, loss, optimizer, regularizers, clip_norm)
+                history.step_loss.append(value)
+                seen += len(labels)
+                correct += ok
+                loss_sum += value * len(labels)
+                if show_bar:
+                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
         history.train_loss.append(loss_sum / seen)
         history.train_acc.append(correct / seen)
-        if val is not None and len(val) > 0:
-            v_loss, v_acc = evaluate(net, val, loss)
+        if val is not None:
+            v_loss, v_acc = _evaluate(net, val, loss, 256)
             history.val_loss.append(v_loss)
             history.val_acc.append(v_acc)
         history.epoch_time.append(time.perf_counter() - start)
         if progress:
-            msg = f"epoch {epoch + 1}/{epochs}: loss {history.train_loss[-1]:.4f} acc {history.train_acc[-1]:.3f}"
+            msg = (
+                f"epoch {epoch + 1}/{epochs}: loss {history.train_loss[-1]:.4f} "
+                f"acc {history.train_acc[-1]:.3f}"
+            )
             if history.val_acc:
                 msg += f" | val loss {history.val_loss[-1]:.4f} acc {history.val_acc[-1]:.3f}"
             tqdm.write(msg + f" ({history.epoch_time[-1]:.1f} s)")

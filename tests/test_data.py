@@ -446,6 +446,89 @@ class TestSHD:
         with pytest.raises(ValueError, match="max_time"):
             load_shd(path, max_time=0.0)
 
+    @staticmethod
+    def _write_layout(path, **override):
+        """A one-sample SHD file; ``override[key](f)`` writes dataset ``key`` instead."""
+        h5py = pytest.importorskip("h5py")
+        with h5py.File(path, "w") as f:
+            for key, dtype, value in [
+                ("spikes/times", np.float32, [0.1, 0.5]),
+                ("spikes/units", np.uint16, [3, 4]),
+            ]:
+                if key in override:
+                    override[key](f)
+                else:
+                    ds = f.create_dataset(key, (1,), dtype=h5py.vlen_dtype(np.dtype(dtype)))
+                    ds[0] = np.array(value, dtype)
+            if "labels" in override:
+                override["labels"](f)
+            else:
+                f.create_dataset("labels", data=np.array([1], np.uint16))
+        return path
+
+    @staticmethod
+    def _vlen(key, dtype, value):
+        def write(f):
+            import h5py
+
+            ds = f.create_dataset(key, (1,), dtype=h5py.vlen_dtype(np.dtype(dtype)))
+            ds[0] = np.array(value, dtype)
+
+        return write
+
+    def test_non_integer_units_are_rejected_not_truncated(self, tmp_path):
+        bad = self._write_layout(
+            tmp_path / "frac.h5", **{"spikes/units": self._vlen("spikes/units", np.float32,
+                                                                [3.0, 3.7])}
+        )  # fmt: skip
+        with pytest.raises(ValueError, match=r"frac\.h5.*'spikes/units'.*integer.*3\.7"):
+            load_shd(bad, n_units=10)
+        nan = self._write_layout(
+            tmp_path / "nan.h5", **{"spikes/units": self._vlen("spikes/units", np.float64,
+                                                               [1.0, np.nan])}
+        )  # fmt: skip
+        with pytest.raises(ValueError, match=r"nan\.h5.*'spikes/units'.*integer"):
+            load_shd(nan, n_units=10)
+        whole = self._write_layout(
+            tmp_path / "whole.h5", **{"spikes/units": self._vlen("spikes/units", np.float32,
+                                                                 [3.0, 4.0])}
+        )  # fmt: skip
+        np.testing.assert_array_equal(load_shd(whole, n_units=10).units, [3, 4])
+
+    @pytest.mark.parametrize(
+        "key, write, expected",
+        [
+            ("spikes/times", lambda f: f.create_dataset("spikes/times", data=np.array([0.1])),
+             "flat"),
+            ("spikes/times", lambda f: f.create_dataset("spikes/times", data=np.ones((1, 2))),
+             "flat"),
+            ("spikes/units", lambda f: f.create_dataset("spikes/units", data=np.array([[3, 4]])),
+             "flat"),
+            ("spikes/times", lambda f: f.create_dataset("spikes/times", data=np.array(["0.1"],
+             dtype=object), dtype=__import__("h5py").string_dtype()), "strings"),
+            ("spikes/units", lambda f: f.create_dataset("spikes/units", data=np.array([b"ab"])),
+             "strings"),
+            ("labels", lambda f: f.create_dataset("labels", data=1), "scalar"),
+            ("labels", lambda f: f.create_dataset("labels", data=np.array([b"one"])), "strings"),
+            ("labels", lambda f: f.create_dataset("labels", data=np.array(["one"], dtype=object),
+             dtype=__import__("h5py").string_dtype()), "strings"),
+            ("labels", lambda f: f.create_dataset("labels", data=np.ones((1, 1))), "shape"),
+        ],
+    )  # fmt: skip
+    def test_wrong_kind_of_dataset_names_file_and_dataset(self, tmp_path, key, write, expected):
+        pytest.importorskip("h5py")
+        path = self._write_layout(tmp_path / "odd.h5", **{key: write})
+        with pytest.raises(ValueError, match=rf"odd\.h5.*'{key}'.*{expected}"):
+            load_shd(path, n_units=10)
+
+    def test_bad_times_name_the_dataset(self, tmp_path):
+        path = self._write_layout(
+            tmp_path / "neg.h5", **{"spikes/times": self._vlen("spikes/times", np.float32,
+                                                               [0.1, -0.5])}
+        )  # fmt: skip
+        with pytest.raises(ValueError, match=r"neg\.h5.*'spikes/times'.*-0\.5.*sample 0"):
+            load_shd(path, n_units=10)
+
     def test_missing_h5py_names_the_extra(self, tmp_path, monkeypatch):
         monkeypatch.setitem(sys.modules, "h5py", None)
         with pytest.raises(ImportError, match=r"numbaspike\[data\]"):

@@ -108,6 +108,14 @@ def labels_array(name: str, value, n_classes: int | None) -> tuple[np.ndarray, i
     return arr, n_classes
 
 
+def sample_labels(value, n_samples: int, n_classes: int | None) -> tuple[np.ndarray, int]:
+    """``labels_array("labels", ...)`` that must also hold exactly one label per sample."""
+    labels, n_classes = labels_array("labels", value, n_classes)
+    if labels.shape[0] != n_samples:
+        raise ValueError(f"labels must have shape (S,) = ({n_samples},), got shape {labels.shape}")
+    return labels, n_classes
+
+
 def require_module(module: str, feature: str):
     """Import an optional dependency, or ``ImportError`` telling how to install it."""
     import importlib

@@ -1,4 +1,4 @@
-"""Sparse spike datasets: :class:`SpikeDataset`, :func:`train_test_split`, :func:`iterate_batches`.
+"""Labelled datasets: :class:`SpikeDataset`, :func:`train_test_split`, :func:`iterate_batches`.
 
 A dataset holds ``S`` samples, each a set of spike *events* ``(time_bin, unit)`` on a grid of
 ``steps`` time bins by ``n_inputs`` units, plus one integer label per sample. Events are
@@ -9,11 +9,16 @@ to keep the counts. SHD (8 156 samples, 100 bins, 700 units) then needs 8 bytes 
 instead of the 2.3 GB of a dense float32 array.
 
 Batches are time-major ``(T, B, N)`` float32 and C-contiguous, ready for the functional API.
+
+:class:`LabeledDataset` is the base of :class:`SpikeDataset` and of
+:class:`~numbaspike.data.CurrentDataset` (analog input currents): labels, shape, selection,
+splitting and batching are shared.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -24,9 +29,10 @@ from ._checks import (
     make_rng,
     numeric_dtype,
     positive_int,
+    sample_labels,
 )
 
-__all__ = ["SpikeDataset", "train_test_split", "iterate_batches"]
+__all__ = ["LabeledDataset", "SpikeDataset", "train_test_split", "iterate_batches"]
 
 IndexLike = None | slice | Sequence[int] | np.ndarray
 
@@ -47,7 +53,126 @@ def _event_array(name: str, value, length: int | None = None) -> np.ndarray:
     return arr
 
 
-class SpikeDataset:
+class LabeledDataset:
+    """Base class: ``S`` labelled samples of ``steps`` time steps by ``n_inputs`` inputs.
+
+    Subclasses store the inputs, set the common fields with :meth:`_init_common` and define
+    :meth:`_take` (the samples ``idx`` as a new dataset), :meth:`dense` and :attr:`nbytes`;
+    :meth:`_batch` gives what :func:`iterate_batches` yields. Not instantiated directly.
+    """
+
+    _labels: np.ndarray
+    _steps: int
+    _n_inputs: int
+    _n_classes: int
+
+    def __init__(self) -> None:
+        raise TypeError("LabeledDataset is a base class: build a SpikeDataset or CurrentDataset")
+
+    def _init_common(self, labels: np.ndarray, steps: int, n_inputs: int, n_classes: int) -> None:
+        self._labels = _readonly(labels)
+        self._steps = steps
+        self._n_inputs = n_inputs
+        self._n_classes = n_classes
+
+    # ------------------------------------------------------------------ attributes
+    def __len__(self) -> int:
+        return self._labels.shape[0]
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(S,) int64, read-only."""
+        return self._labels
+
+    @property
+    def steps(self) -> int:
+        """Number of time steps ``T``."""
+        return self._steps
+
+    @property
+    def n_inputs(self) -> int:
+        """Number of inputs ``N``."""
+        return self._n_inputs
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes (labels lie in ``[0, n_classes)``)."""
+        return self._n_classes
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the dataset's arrays."""
+        raise NotImplementedError
+
+    def class_counts(self) -> np.ndarray:
+        """(n_classes,) int64: number of samples of each class."""
+        return np.bincount(self._labels, minlength=self._n_classes)
+
+    # ------------------------------------------------------------------ selection
+    def _indices(self, indices: IndexLike, name: str = "indices") -> np.ndarray:
+        """``indices`` as an int64 array in [0, S) (negative values count from the end)."""
+        n = len(self)
+        if indices is None:
+            return np.arange(n, dtype=np.int64)
+        if isinstance(indices, slice):
+            return np.arange(n, dtype=np.int64)[indices]
+        arr = np.asarray(indices)
+        if arr.dtype.kind == "b":
+            if arr.shape != (n,):
+                raise ValueError(f"a boolean {name} mask must have shape ({n},), got {arr.shape}")
+            return np.flatnonzero(arr).astype(np.int64)
+        if arr.ndim != 1:
+            raise ValueError(
+                f"{name} must be a 1-D array of sample indices, got shape {arr.shape}"
+            )
+        if arr.size == 0:
+            return np.zeros(0, np.int64)
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
+        arr = arr.astype(np.int64)
+        if arr.min() < -n or arr.max() >= n:
+            raise IndexError(
+                f"{name} must lie in [-{n}, {n}) for a dataset of {n} samples, "
+                f"got min {int(arr.min())} and max {int(arr.max())}"
+            )
+        return np.where(arr < 0, arr + n, arr)
+
+    def _take(self: _D, idx: np.ndarray) -> _D:
+        """A new dataset of the samples ``idx`` (a non-empty int64 array in [0, S))."""
+        raise NotImplementedError
+
+    def subset(self: _D, indices: IndexLike) -> _D:
+        """A new dataset of the same type holding the samples ``indices`` in that order.
+
+        Parameters
+        ----------
+        indices : sequence of int, int array, boolean mask (S,) or slice
+            At least one sample; repeats are allowed.
+        """
+        idx = self._indices(indices)
+        if idx.shape[0] == 0:
+            raise ValueError(
+                f"indices selects no sample: a {type(self).__name__} needs at least one"
+            )
+        return self._take(idx)
+
+    def dense(self, indices: IndexLike = None, dtype=np.float32) -> np.ndarray:
+        """Time-major inputs ``(T, B, N)`` of the samples ``indices`` (default all)."""
+        raise NotImplementedError
+
+    def _batch_dtype(self, dtype) -> np.dtype:
+        """``dtype`` as the dtype of this dataset's batches, or an error naming ``dtype``."""
+        return numeric_dtype("dtype", dtype)
+
+    def _batch(self, idx: np.ndarray, dtype: np.dtype, events: bool):
+        """The input of a batch of the samples ``idx``, as :func:`iterate_batches` yields it."""
+        return self.dense(idx, dtype=dtype)
+
+
+_D = TypeVar("_D", bound=LabeledDataset)
+
+
+class SpikeDataset(LabeledDataset):
     """Spike trains of ``S`` samples on a ``steps`` x ``n_inputs`` grid, with class labels.
 
     Parameters
@@ -126,10 +251,7 @@ class SpikeDataset:
         self._offsets = _readonly(offsets)
         self._times = _readonly(times)
         self._units = _readonly(units)
-        self._labels = _readonly(labels)
-        self._steps = steps
-        self._n_inputs = n_inputs
-        self._n_classes = n_classes
+        self._init_common(labels, steps, n_inputs, n_classes)
 
     @classmethod
     def _trusted(cls, offsets, times, units, labels, steps, n_inputs, n_classes) -> SpikeDataset:
@@ -166,11 +288,7 @@ class SpikeDataset:
             raise ValueError("x is empty: a SpikeDataset needs at least one sample")
         positive_int("steps (x.shape[1])", steps)
         positive_int("n_inputs (x.shape[2])", n_inputs)
-        labels, n_classes = labels_array("labels", labels, n_classes)
-        if labels.shape[0] != n_samples:
-            raise ValueError(
-                f"labels must have shape (S,) = ({n_samples},), got shape {labels.shape}"
-            )
+        labels, n_classes = sample_labels(labels, n_samples, n_classes)
         sample, time, unit = np.nonzero(arr)
         if arr.dtype.kind != "b":
             values = arr[sample, time, unit]
@@ -239,29 +357,6 @@ class SpikeDataset:
         return cls(offsets, flat_t, flat_u, labels, steps, n_inputs, n_classes)
 
     # ------------------------------------------------------------------ attributes
-    def __len__(self) -> int:
-        return self._labels.shape[0]
-
-    @property
-    def labels(self) -> np.ndarray:
-        """(S,) int64, read-only."""
-        return self._labels
-
-    @property
-    def steps(self) -> int:
-        """Number of time bins ``T``."""
-        return self._steps
-
-    @property
-    def n_inputs(self) -> int:
-        """Number of input units ``N``."""
-        return self._n_inputs
-
-    @property
-    def n_classes(self) -> int:
-        """Number of classes (labels lie in ``[0, n_classes)``)."""
-        return self._n_classes
-
     @property
     def offsets(self) -> np.ndarray:
         """(S + 1,) int64 event offsets, read-only."""
@@ -287,10 +382,6 @@ class SpikeDataset:
         """Bytes held by the event, offset and label arrays."""
         return sum(a.nbytes for a in (self._offsets, self._times, self._units, self._labels))
 
-    def class_counts(self) -> np.ndarray:
-        """(n_classes,) int64: number of samples of each class."""
-        return np.bincount(self._labels, minlength=self._n_classes)
-
     def events(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``(times, units)`` of sample ``index``: two read-only int32 views."""
         if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
@@ -310,34 +401,6 @@ class SpikeDataset:
         )
 
     # ------------------------------------------------------------------ selection
-    def _indices(self, indices: IndexLike, name: str = "indices") -> np.ndarray:
-        """``indices`` as an int64 array in [0, S) (negative values count from the end)."""
-        n = len(self)
-        if indices is None:
-            return np.arange(n, dtype=np.int64)
-        if isinstance(indices, slice):
-            return np.arange(n, dtype=np.int64)[indices]
-        arr = np.asarray(indices)
-        if arr.dtype.kind == "b":
-            if arr.shape != (n,):
-                raise ValueError(f"a boolean {name} mask must have shape ({n},), got {arr.shape}")
-            return np.flatnonzero(arr).astype(np.int64)
-        if arr.ndim != 1:
-            raise ValueError(
-                f"{name} must be a 1-D array of sample indices, got shape {arr.shape}"
-            )
-        if arr.size == 0:
-            return np.zeros(0, np.int64)
-        if arr.dtype.kind not in "iu":
-            raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64)
-        if arr.min() < -n or arr.max() >= n:
-            raise IndexError(
-                f"{name} must lie in [-{n}, {n}) for a dataset of {n} samples, "
-                f"got min {int(arr.min())} and max {int(arr.max())}"
-            )
-        return np.where(arr < 0, arr + n, arr)
-
     def _gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """New offsets (B + 1,) and the positions (E_b,) of the events of samples ``idx``."""
         starts = self._offsets[idx]
@@ -357,17 +420,7 @@ class SpikeDataset:
         rows += np.repeat(np.arange(idx.shape[0], dtype=np.int64), np.diff(offsets))
         return rows, positions
 
-    def subset(self, indices: IndexLike) -> SpikeDataset:
-        """A new dataset holding the samples ``indices`` in that order.
-
-        Parameters
-        ----------
-        indices : sequence of int, int array, boolean mask (S,) or slice
-            At least one sample; repeats are allowed.
-        """
-        idx = self._indices(indices)
-        if idx.shape[0] == 0:
-            raise ValueError("indices selects no sample: a SpikeDataset needs at least one")
+    def _take(self, idx: np.ndarray) -> SpikeDataset:
         offsets, positions = self._gather(idx)
         return SpikeDataset._trusted(
             offsets,
@@ -449,11 +502,16 @@ class SpikeDataset:
             steps=self._steps,
         )  # fmt: skip
 
+    def _batch(self, idx: np.ndarray, dtype: np.dtype, events: bool):
+        return self.batch_events(idx, dtype) if events else self.dense(idx, dtype=dtype)
+
 
 # ---------------------------------------------------------------------- splitting and batching
-def _check_dataset(dataset) -> SpikeDataset:
-    if not isinstance(dataset, SpikeDataset):
-        raise TypeError(f"dataset must be a SpikeDataset, got {type(dataset).__name__}")
+def _check_dataset(dataset: _D) -> _D:
+    if not isinstance(dataset, LabeledDataset):
+        raise TypeError(
+            f"dataset must be a SpikeDataset or CurrentDataset, got {type(dataset).__name__}"
+        )
     return dataset
 
 
@@ -462,16 +520,16 @@ def _round_half_up(value: float) -> int:
 
 
 def train_test_split(
-    dataset: SpikeDataset,
+    dataset: _D,
     test_fraction: float = 0.2,
     seed: SeedLike = 0,
     stratify: bool = True,
-) -> tuple[SpikeDataset, SpikeDataset]:
+) -> tuple[_D, _D]:
     """Split a dataset at random into a training and a test part.
 
     Parameters
     ----------
-    dataset : SpikeDataset
+    dataset : SpikeDataset or CurrentDataset
     test_fraction : float
         Fraction of the samples that go to the test part, in (0, 1).
     seed : int, numpy.random.Generator or None
@@ -482,7 +540,7 @@ def train_test_split(
 
     Returns
     -------
-    train, test : SpikeDataset
+    train, test : same type as ``dataset``
         Samples in their original order; the two parts are disjoint and cover the dataset.
     """
     dataset = _check_dataset(dataset)
@@ -509,7 +567,7 @@ def train_test_split(
 
 
 def iterate_batches(
-    dataset: SpikeDataset,
+    dataset: LabeledDataset,
     batch_size: int,
     shuffle: bool = True,
     seed: SeedLike = None,
@@ -522,7 +580,7 @@ def iterate_batches(
 
     Parameters
     ----------
-    dataset : SpikeDataset
+    dataset : SpikeDataset or CurrentDataset
     batch_size : int
         Samples per batch (the last one may be smaller unless ``drop_last``).
     shuffle : bool
@@ -534,20 +592,25 @@ def iterate_batches(
     drop_last : bool
         Skip the final batch if it has fewer than ``batch_size`` samples.
     dtype : numpy dtype
-        dtype of ``x`` (default float32).
+        dtype of ``x`` (default float32; a float dtype for a CurrentDataset).
     events : bool
         Yield each batch as :meth:`SpikeDataset.batch_events` (for a network whose first
-        layer is a :class:`~numbaspike.layers.Linear`) instead of a dense array.
+        layer is a :class:`~numbaspike.layers.Linear`) instead of a dense array; a
+        SpikeDataset only.
 
     Yields
     ------
     x : ndarray, shape (T, B, N), C-contiguous, or SpikeEvents
-        Spikes (0/1), time-major.
+        Time-major inputs: spikes (0/1) of a SpikeDataset, currents of a CurrentDataset.
     labels : ndarray, shape (B,), int64
     """
     dataset = _check_dataset(dataset)
     batch_size = positive_int("batch_size", batch_size)
-    dtype = numeric_dtype("dtype", dtype)
+    dtype = dataset._batch_dtype(dtype)
+    if events and not isinstance(dataset, SpikeDataset):
+        raise ValueError(
+            f"events=True needs a SpikeDataset; a {type(dataset).__name__} gives dense batches"
+        )
     order = (
         make_rng("seed", seed).permutation(len(dataset))
         if shuffle
@@ -558,7 +621,6 @@ def iterate_batches(
     def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for start in range(0, stop, batch_size):
             idx = order[start : start + batch_size]
-            x = dataset.batch_events(idx, dtype) if events else dataset.dense(idx, dtype=dtype)
-            yield x, dataset.labels[idx].copy()
+            yield dataset._batch(idx, dtype, events), dataset.labels[idx].copy()
 
     return batches()

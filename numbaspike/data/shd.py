@@ -80,6 +80,46 @@ def _dataset(handle, key: str, path: str):
     return node
 
 
+def _ragged_dtype(h5py, node, key: str, path: str, kinds: str, what: str) -> np.dtype:
+    """Element dtype of ``node``, which must be a 1-D dataset of variable-length arrays."""
+    expected = f"expected a 1-D dataset of variable-length arrays of {what}, one per sample"
+    if h5py.check_string_dtype(node.dtype) is not None:
+        raise ValueError(f"{path!r}: dataset {key!r} holds strings; {expected}")
+    base = h5py.check_vlen_dtype(node.dtype)
+    if base is None:
+        raise ValueError(
+            f"{path!r}: dataset {key!r} holds flat (non-ragged) data of dtype {node.dtype} "
+            f"and shape {node.shape}; {expected}"
+        )
+    if node.ndim != 1:
+        raise ValueError(f"{path!r}: dataset {key!r} has shape {node.shape}; {expected}")
+    base = np.dtype(base)
+    if base.kind not in kinds:
+        raise ValueError(
+            f"{path!r}: dataset {key!r} holds variable-length arrays of dtype {base}; {expected}"
+        )
+    return base
+
+
+def _check_labels_node(h5py, node, path: str) -> None:
+    """``node`` must be a 1-D numeric dataset (the values are checked by ``labels_array``)."""
+    if h5py.check_string_dtype(node.dtype) is not None or node.dtype.kind not in "iuf":
+        got = "strings" if node.dtype.kind in "OSU" else f"dtype {node.dtype}"
+    elif node.ndim != 1:
+        got = "a scalar" if node.ndim == 0 else f"shape {node.shape}"
+    else:
+        return
+    raise ValueError(
+        f"{path!r}: dataset {LABELS_KEY!r} must be a 1-D array of integer class labels, one "
+        f"per sample, got {got}"
+    )
+
+
+def _first_sample(lengths: np.ndarray, start: int, position: int) -> int:
+    """Index of the sample that owns event ``position`` of a chunk starting at ``start``."""
+    return start + int(np.searchsorted(np.cumsum(lengths), position, side="right"))
+
+
 def load_shd(
     path: str | os.PathLike,
     steps: int = 100,
@@ -115,8 +155,10 @@ def load_shd(
     FileNotFoundError
         ``path`` does not exist.
     ValueError
-        Not an HDF5 file, a dataset of the layout is missing, the arrays disagree in
-        length, a time is negative or not finite, or a unit index is ``>= n_units``.
+        Not an HDF5 file, a dataset of the layout is missing or of the wrong kind (flat
+        instead of variable-length arrays, strings, scalar labels), the arrays disagree in
+        length, a time is negative or not finite, or a unit index is not an integer or
+        ``>= n_units``; the message names the file and the dataset.
     ImportError
         h5py is not installed.
     """
@@ -129,6 +171,9 @@ def load_shd(
         times_ds = _dataset(handle, TIMES_KEY, path_str)
         units_ds = _dataset(handle, UNITS_KEY, path_str)
         labels_ds = _dataset(handle, LABELS_KEY, path_str)
+        _ragged_dtype(h5py, times_ds, TIMES_KEY, path_str, "fiu", "spike times (seconds)")
+        _ragged_dtype(h5py, units_ds, UNITS_KEY, path_str, "fiu", "integer unit indices")
+        _check_labels_node(h5py, labels_ds, path_str)
         n_samples = len(labels_ds)
         if len(times_ds) != n_samples or len(units_ds) != n_samples:
             raise ValueError(
@@ -158,14 +203,29 @@ def load_shd(
             if lengths.sum() == 0:
                 continue
             t = np.concatenate([np.asarray(a, dtype=np.float64) for a in t_chunk])
-            u = np.concatenate([np.asarray(a, dtype=np.int64) for a in u_chunk])
-            if not np.isfinite(t).all() or (t < 0).any():
-                raise ValueError(f"{path_str!r}: spike times must be finite and >= 0")
-            if u.size and (u.min() < 0 or u.max() >= n_units):
+            u = np.concatenate([np.asarray(a) for a in u_chunk])
+            bad_t = ~np.isfinite(t) | (t < 0)
+            if bad_t.any():
+                k = int(np.argmax(bad_t))
                 raise ValueError(
-                    f"{path_str!r}: unit indices must lie in [0, n_units) = [0, {n_units}), "
-                    f"got min {int(u.min())} and max {int(u.max())}; pass a larger n_units"
+                    f"{path_str!r}: dataset {TIMES_KEY!r} must hold finite spike times >= 0, "
+                    f"got {t[k]} (sample {_first_sample(lengths, start, k)})"
                 )
+            if u.dtype.kind == "f":
+                bad_u = ~np.isfinite(u) | (u != np.round(u))
+                if bad_u.any():
+                    k = int(np.argmax(bad_u))
+                    raise ValueError(
+                        f"{path_str!r}: dataset {UNITS_KEY!r} must hold integer unit indices, "
+                        f"got {u[k]} (sample {_first_sample(lengths, start, k)})"
+                    )
+            if u.min() < 0 or u.max() >= n_units:
+                raise ValueError(
+                    f"{path_str!r}: dataset {UNITS_KEY!r}: unit indices must lie in "
+                    f"[0, n_units) = [0, {n_units}), got min {int(u.min())} and max "
+                    f"{int(u.max())}; pass a larger n_units"
+                )
+            u = u.astype(np.int64)
             bins = bin_spike_times(t, steps, max_time)
             keep = bins < steps
             sample = np.repeat(np.arange(start, stop, dtype=np.int64), lengths)
