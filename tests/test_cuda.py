@@ -504,9 +504,12 @@ def test_simulate_device_inputs(small_grid, rng):
     n, dtype = 5, np.float32
     p = LIFParameters()
     current = rng.normal(1.0, 1.0, (B, n)).astype(dtype)
-    cpu = F.lif_simulate(current, p, DT, steps=7, chunk=3)
-    gpu = F.lif_simulate(cuda.to_device(current), p, DT, steps=7, chunk=3, backend="cuda")
+    cpu = F.lif_simulate(current, p, DT, steps=7, chunk=3, record=("spikes",))
+    gpu = F.lif_simulate(
+        cuda.to_device(current), p, DT, steps=7, chunk=3, record=("spikes",), backend="cuda"
+    )
     np.testing.assert_array_equal(host(gpu.spike_counts), cpu.spike_counts)
+    assert cpu.spike_times is not None and cpu.spike_times.size > 0
     np.testing.assert_array_equal(gpu.spike_times, cpu.spike_times)
     x = rng.normal(1.0, 2.0, (T, B, n)).astype(dtype)
     chunks = iter([cuda.to_device(x[:2]), x[2:]])  # chunks: one on the device, one not
