@@ -125,6 +125,9 @@ def test_suite_report_api():
         names = {r.name for r in case.result.rows}
         assert names == {"x", "tau_mem_inv", "tau_syn_inv", "v_th", "v_leak"}
     assert "LIF/triangle/subtract/detach" in [c.name for c in report.cases]
+    assert report.checks == sum(c.result.checks for c in report.cases) > 0
+    assert report.excluded == 0  # the suite re-draws problems whose stencils cross a kink
+    assert f"{report.checks} checks, 0 excluded" in str(report)
     with pytest.raises(ValueError, match="layers"):
         gc.run_gradcheck_suite(layers=("Conv",))
     with pytest.raises(ValueError, match="surrogates"):
@@ -175,6 +178,72 @@ def test_check_gradients_validates_its_arguments():
         gc.check_gradients(f, {"a": np.ones(2)}, {"a": np.ones(3)})
     with pytest.raises(ValueError, match="order"):
         gc.finite_difference(f, {"a": np.ones(2)}, "a", np.ones(2), 1e-3, order=3)
+    for step in (0.0, -1e-3, math.nan, math.inf, "1e-3"):
+        with pytest.raises(ValueError, match="step"):
+            gc.finite_difference(f, {"a": np.ones(2)}, "a", np.ones(2), step)
+
+
+BAD_TOLS = [math.nan, math.inf, -math.inf, 0.0, -1e-6, "1e-6", None, True, [1e-6]]
+#: other settings that would make nonsense: a step of 0, NaN or above 1, no entries, ...
+BAD_SETTINGS = [
+    ("eps", 0.0), ("eps", math.nan), ("eps", -1e-4), ("eps", 2.0), ("eps", "1e-4"),
+    ("n_entries", 0), ("n_entries", 2.5), ("n_entries", True), ("n_directions", -1),
+    ("floor", -0.1), ("floor", math.nan), ("floor", 1.5), ("order", 3), ("order", True),
+]  # fmt: skip
+
+
+def _tiny_check(**kw):
+    f = lambda d: float(np.sum(np.sin(d["a"])))  # noqa: E731
+    a = np.linspace(0.0, 1.0, 3)
+    return gc.check_gradients(f, {"a": a}, {"a": np.cos(a)}, **kw)
+
+
+@pytest.mark.parametrize("tol", BAD_TOLS, ids=repr)
+def test_every_check_rejects_a_bad_tol(tol):
+    """NaN passes no comparison and inf/0 every or none: a nonsense tolerance is an error
+    naming ``tol``, raised before any work (the suite would otherwise run for seconds)."""
+    net = _lif_net(LIFParameters(surrogate="sigmoid", alpha=5.0))
+    x, target = _membrane_problem()
+    with pytest.raises(ValueError, match="tol"):
+        _tiny_check(tol=tol)
+    with pytest.raises(ValueError, match="tol"):
+        gc.check_network(net, x, MembraneMSE(), target, tol=tol)
+    with pytest.raises(ValueError, match="tol"):
+        gc.run_gradcheck_suite(tol=tol)
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_SETTINGS, ids=repr)
+def test_every_check_rejects_nonsense_settings(name, value):
+    net = _lif_net(LIFParameters(surrogate="sigmoid", alpha=5.0))
+    x, target = _membrane_problem()
+    with pytest.raises(ValueError, match=name):
+        _tiny_check(**{name: value})
+    with pytest.raises(ValueError, match=name):
+        gc.check_network(net, x, MembraneMSE(), target, **{name: value})
+    with pytest.raises(ValueError, match=name):
+        gc.run_gradcheck_suite(**{name: value})
+
+
+def test_the_other_public_checks_reject_nonsense_settings():
+    net = _lif_net(LIFParameters(surrogate="sigmoid", alpha=5.0))
+    x, target = _membrane_problem()
+    for name, value in [("threads", 0), ("threads", 1.5)]:
+        with pytest.raises(ValueError, match=name):
+            gc.check_network(net, x, MembraneMSE(), target, **{name: value})
+    for name, value in [("seed", -1), ("seed", 1.5), ("seed", "0")]:
+        with pytest.raises(ValueError, match=name):
+            gc.run_gradcheck_suite(**{name: value})
+    bad = [("eps", math.nan), ("eps", 0.0), ("order", 5), ("max_full", -1),
+           ("n_directions", 0), ("threads", 0)]  # fmt: skip
+    for name, value in bad:
+        with pytest.raises(ValueError, match=name):
+            gc.compare_surrogate_to_smooth(net, x, MembraneMSE(), target, **{name: value})
+
+
+def test_good_settings_of_other_numeric_types_are_accepted():
+    result = _tiny_check(tol=np.float32(1e-6), eps=np.float64(1e-4), n_entries=np.int64(3))
+    assert result.ok and result.tol == pytest.approx(1e-6)
+    assert _tiny_check(tol=1, floor=0).ok  # ints are numbers too
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,16 +316,41 @@ def test_check_network_detects_a_broken_layer_backward(monkeypatch):
     assert "FAIL" in str(result)
 
 
-def test_check_network_flags_a_stencil_across_a_kink():
-    """superspike's F has a kink at u = 0; a huge step moves membranes across it."""
+def test_check_network_excludes_a_stencil_across_a_kink():
+    """superspike's F has a kink at u = 0; a huge step moves membranes across it. Such a
+    check measures the kink, not the gradient: it is excluded and counted, never failed."""
     net = _lif_net(LIFParameters(surrogate="superspike", alpha=5.0))
     x, target = _membrane_problem()
     good = gc.check_network(net, x, MembraneMSE(), target, params=["1.v_th"])
     assert good.ok, str(good)
+    assert good.excluded == 0 and good.checked == good.checks == 6 + 2  # entries + directions
     assert any("closest membrane to a kink" in n for n in good.notes)
     coarse = gc.check_network(net, x, MembraneMSE(), target, params=["1.v_th"], eps=0.05, order=2)
     row = coarse["1.v_th"]
-    assert not row.ok and "kink" in row.note
+    assert row.excluded > 0 and row.checked == row.checks - row.excluded
+    assert coarse.ok, str(coarse)  # never FAIL for a crossing
+    assert coarse.excluded == row.excluded
+    text = str(coarse)
+    assert f"{row.checked} of {row.checks} checks measured, {row.excluded} excluded" in text
+    assert any(f"{row.excluded} checks excluded" in n for n in coarse.notes)
+
+
+def test_a_wrong_gradient_still_fails_next_to_excluded_checks(monkeypatch):
+    """Exclusion is per check: the checks that did not cross a kink still catch an error."""
+    original = LIF.backward
+
+    def broken(self, grad_y, tape, need_input_grad=True, out=None):
+        g = original(self, grad_y, tape, need_input_grad, out=out)
+        self._grads["v_th"] *= 1.02
+        return g
+
+    monkeypatch.setattr(LIF, "backward", broken)
+    net = _lif_net(LIFParameters(surrogate="superspike", alpha=5.0))
+    x, target = _membrane_problem()
+    coarse = gc.check_network(net, x, MembraneMSE(), target, params=["1.v_th"], eps=0.05, order=2)
+    row = coarse["1.v_th"]
+    assert 0 < row.excluded < row.checks
+    assert not row.ok and not coarse.ok
 
 
 def test_check_network_rejects_unknown_parameters():
