@@ -23,6 +23,8 @@ from .functional import (  # noqa: E402
     lif_forward,
     lif_simulate,
 )
+from .models import LIFBoxParameters, LIFRefracParameters, LSNNParameters  # noqa: E402
+from .neuron import Gradients, neuron_backward, neuron_forward, neuron_simulate  # noqa: E402
 from .params import LIFParameters, LIParameters  # noqa: E402
 from .surrogates import SURROGATE_NAMES, surrogate_derivative, surrogate_forward  # noqa: E402
 from .threads import get_num_threads, set_num_threads  # noqa: E402
@@ -30,6 +32,10 @@ from .threads import get_num_threads, set_num_threads  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "Gradients",
+    "LIFBoxParameters",
+    "LIFRefracParameters",
+    "LSNNParameters",
     "LIFGradients",
     "LIFParameters",
     "LIFState",
@@ -47,6 +53,9 @@ __all__ = [
     "lif_backward",
     "lif_forward",
     "lif_simulate",
+    "neuron_backward",
+    "neuron_forward",
+    "neuron_simulate",
     "set_num_threads",
     "surrogate_derivative",
     "surrogate_forward",

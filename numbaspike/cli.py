@@ -24,6 +24,14 @@ from .run_config import (
 )
 from .surrogates import SURROGATE_CODES
 
+
+def _neurons() -> tuple[str, ...]:
+    """Neuron models of the hidden layer: LIF and every registered model."""
+    from .models import registered_models
+
+    return ("lif", *sorted(registered_models()))
+
+
 #: Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
 DEFAULT_OUT = Path("numbaspike-run")
@@ -70,7 +78,8 @@ def _add_train_parser(sub) -> None:
         "train",
         help="train a recurrent SNN (default: the built-in Randman task)",
         description=(
-            "Train Linear -> recurrent LIF -> Linear -> LI with max-over-time cross-entropy and "
+            "Train Linear -> recurrent spiking layer (LIF by default, see --neuron) -> Linear -> "
+            "LI with max-over-time cross-entropy and "
             "Adam, show progress, print the test accuracy, and save a checkpoint and plots "
             "(spike raster, membrane traces, training curves) in --out. With --resume the run "
             "continues from --out/checkpoint.npz with the configuration recorded there: give "
@@ -84,6 +93,11 @@ def _add_train_parser(sub) -> None:
     )
     p.add_argument(
         "--hidden", type=_positive_int, help=f"recurrent LIF neurons (default: {d['hidden']})"
+    )
+    p.add_argument(
+        "--neuron",
+        choices=_neurons(),
+        help=f"neuron model of the recurrent layer (default: {d['neuron']}; see numbaspike.models)",
     )
     p.add_argument(
         "--epochs",
@@ -112,7 +126,8 @@ def _add_train_parser(sub) -> None:
     p.add_argument(
         "--input-scale",
         type=_positive_float,
-        help=f"gain of the input weights (default per task: {_per_task('input_scale')})",
+        help=f"gain of the input weights (default per task: {_per_task('input_scale')}; "
+        "5x that for --neuron lif_box, which has no synaptic current)",
     )
     p.add_argument(
         "--max-samples",
@@ -215,10 +230,21 @@ def build_network(n_in: int, n_out: int, config: dict):
     rng = np.random.default_rng(config["seed"])
     dtype = config["dtype"]
     hidden = config["hidden"]
-    p = LIFParameters(surrogate=config["surrogate"], alpha=config["alpha"])
+    spiking = {"surrogate": config["surrogate"], "alpha": config["alpha"]}
+    recurrent = {"seed": rng, "scale": 1.0, "autapses": False, "dtype": dtype}
+    neuron = config["neuron"]
+    input_layer = Linear(n_in, hidden, seed=rng, scale=config["input_scale"], dtype=dtype)
+    if neuron == "lif":
+        hidden_layer = LIFRecurrent(hidden, LIFParameters(**spiking), **recurrent)
+    else:
+        from .models import model_named
+        from .neuron_layers import Neuron
+
+        p = model_named(neuron).parameters().replace(**spiking)
+        hidden_layer = Neuron(hidden, p, recurrent=True, **recurrent)
     return Sequential(
-        Linear(n_in, hidden, seed=rng, scale=config["input_scale"], dtype=dtype),
-        LIFRecurrent(hidden, p, seed=rng, scale=1.0, autapses=False, dtype=dtype),
+        input_layer,
+        hidden_layer,
         Linear(hidden, n_out, seed=rng, scale=1.0, dtype=dtype),
         LI(n_out, dtype=dtype),
     )

@@ -276,6 +276,7 @@ _LAYER_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "LIF": (_NEURON_REQUIRED, ("learn", "sparse_tol", "dtype")),
     "LIFRecurrent": (_NEURON_REQUIRED, ("learn", "sparse_tol", "autapses", "dtype")),
     "LI": (_NEURON_REQUIRED, ("learn", "dtype")),
+    "Neuron": (("type", "model", "n", "dt", "p"), ("learn", "recurrent", "autapses", "dtype")),
 }
 _LEARNABLE = {"LIF": LIF_NEURON_FIELDS, "LIFRecurrent": LIF_NEURON_FIELDS, "LI": LI_NEURON_FIELDS}
 _PARAMS_CLASS = {"LIF": LIFParameters, "LIFRecurrent": LIFParameters, "LI": LIParameters}
@@ -301,6 +302,13 @@ def layer_from_config(cfg: Mapping[str, Any]) -> Layer:
         of the wrong type (e.g. a string where a number is expected) or an invalid value.
     """
     kind, kwargs = _parse_layer_config(cfg)
+    if kind == "Neuron":
+        from .neuron_layers import neuron_layer
+
+        try:
+            return neuron_layer(**kwargs)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"invalid {kwargs['model']} layer configuration: {err}") from None
     cls = {"Linear": Linear, "LIF": LIF, "LIFRecurrent": LIFRecurrent, "LI": LI}[kind]
     try:
         return cls(**kwargs)
@@ -338,7 +346,7 @@ def _config_parameter_shapes(config: Any) -> dict[str, tuple[int, ...]]:
             continue
         for name in kw["learn"]:
             shapes[f"{k}.{name}"] = (kw["n"],)
-        if kind == "LIFRecurrent":
+        if kind == "LIFRecurrent" or (kind == "Neuron" and kw["recurrent"]):
             shapes[f"{k}.w_rec"] = (kw["n"], kw["n"])
     return shapes
 
@@ -368,6 +376,8 @@ def _parse_layer_config(cfg: Any) -> tuple[str, dict[str, Any]]:
             f"{kind} layer configuration: dtype must be 'float32' or 'float64', got "
             f"{reprlib.repr(dtype)}"
         )
+    if kind == "Neuron":
+        return kind, _parse_neuron_config(cfg, np.dtype(dtype))
     if kind == "Linear":
         return kind, {
             "n_in": _config_size(kind, "n_in", cfg["n_in"]),
@@ -488,3 +498,63 @@ def _config_neuron_parameters(kind: str, p: Any) -> LIFParameters | LIParameters
         return cls(**values)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{kind} layer configuration: p: {err}") from None
+
+
+def _parse_neuron_config(cfg: Mapping[str, Any], dtype: np.dtype) -> dict[str, Any]:
+    """Keyword arguments of :func:`numbaspike.neuron_layers.neuron_layer` from a
+    ``{"type": "Neuron", "model": ...}`` configuration."""
+    from .models import model_named
+    from .neuron_layers import parameters_from_config
+
+    name = cfg["model"]
+    if not isinstance(name, str):
+        raise ValueError(f"Neuron layer configuration: model must be a string, got {name!r}")
+    try:
+        model = model_named(name)
+    except ValueError as err:
+        raise ValueError(f"Neuron layer configuration: {err}") from None
+    kind = f"{name} layer configuration"
+    p = cfg["p"]
+    if not isinstance(p, Mapping):
+        raise ValueError(f"{kind}: p must be a dict, got {type(p).__name__}")
+    _check_json_parameters(kind, "p", p)
+    try:
+        params = parameters_from_config(model.parameters, dict(p))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{kind}: p: {err}") from None
+    recurrent = _config_bool(kind, "recurrent", cfg.get("recurrent", False))
+    kwargs: dict[str, Any] = {
+        "model": name,
+        "n": _config_size(kind, "n", cfg["n"]),
+        "p": params,
+        "dt": _config_number(kind, "dt", cfg["dt"]),
+        "learn": _config_learn(kind, cfg.get("learn", []), model.learnable),
+        "recurrent": recurrent,
+        "dtype": dtype,
+    }
+    if recurrent:
+        kwargs["autapses"] = _config_bool(kind, "autapses", cfg.get("autapses", True))
+    return kwargs
+
+
+def _check_json_parameters(kind: str, where: str, p: Mapping[str, Any]) -> None:
+    """Parameter values of a configuration: strings and bools where the parameter classes
+    take them, numbers or lists of numbers elsewhere, nested dicts for nested parameters."""
+    for name, value in p.items():
+        if not isinstance(name, str):
+            raise ValueError(f"{kind}: {where} has a non-string key {reprlib.repr(name)}")
+        if isinstance(value, Mapping):
+            _check_json_parameters(kind, f"{where}[{name!r}]", value)
+            continue
+        if name in _STRING_FIELDS:
+            ok, expected = isinstance(value, str), "a string"
+        elif name in _BOOL_FIELDS:
+            ok, expected = isinstance(value, bool), "a bool"
+        elif isinstance(value, (list, tuple)):
+            ok, expected = all(_as_float(v) is not None for v in value), "a list of numbers"
+        else:
+            ok, expected = _as_float(value) is not None, "a number or a list of numbers"
+        if not ok:
+            raise ValueError(
+                f"{kind}: {where}[{name!r}] must be {expected}, got {reprlib.repr(value)}"
+            )

@@ -33,6 +33,11 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "shd": {"epochs": 20, "steps": 100, "input_scale": 5.0},
 }
 
+#: Factor on the task's default input gain per neuron model: LIFBox has no synaptic current,
+#: so an input acts on the membrane within one step (:math:`a_m x`) instead of through a
+#: current that decays over :math:`1/a_s` steps (:math:`a_m x / a_s`, 5x more at the defaults).
+NEURON_INPUT_GAIN: dict[str, float] = {"lif_box": 5.0}
+
 #: Defaults of the options that do not depend on the task.
 RUN_DEFAULTS: dict[str, Any] = {
     "task": "randman",
@@ -40,6 +45,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "hidden": 128,
     "batch_size": 64,
     "lr": 2e-3,
+    "neuron": "lif",
     "surrogate": "superspike",
     "alpha": 100.0,
     "max_samples": None,
@@ -52,6 +58,7 @@ RUN_OPTIONS = (
     "task",
     "path",
     "hidden",
+    "neuron",
     "epochs",
     "batch_size",
     "lr",
@@ -98,6 +105,8 @@ def resolve_run_config(options: Mapping[str, Any]) -> dict[str, Any]:
             value = TASK_DEFAULTS[task].get(name, RUN_DEFAULTS.get(name))
         config[name] = value
     config["task"] = task
+    if options.get("input_scale") is None:
+        config["input_scale"] *= NEURON_INPUT_GAIN.get(config["neuron"], 1.0)
     if config["path"] is not None:
         config["path"] = str(Path(config["path"]).expanduser().resolve())
     return config
@@ -130,6 +139,7 @@ def recorded_run_config(recorded: Any) -> dict[str, Any]:
         "alpha": (int, float),
         "input_scale": (int, float),
         "surrogate": str,
+        "neuron": str,
         "dtype": str,
         "path": (str, type(None)),
     }

@@ -306,3 +306,19 @@ def test_every_option_has_a_help_text(capsys):
     text = capsys.readouterr().out
     assert "(default: None)" not in text
     assert "randman 15, digits 20, shd 20" in " ".join(text.split())
+
+
+def test_train_with_another_neuron_model_records_it(tmp_path, capsys):
+    from numbaspike.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    argv = ["train", "--neuron", "lsnn", "--epochs", "1", *TOY, "--no-plots", "--out", str(out)]
+    assert main(argv) == 0
+    ckpt = load_checkpoint(out / "checkpoint.npz")
+    assert ckpt.config["neuron"] == "lsnn" and ckpt.network[1].model.name == "lsnn"
+    resume = ["train", "--resume", "--out", str(out), "--epochs", "2", "--neuron", "lif"]
+    assert main(resume) == 2
+    assert "--neuron lif (the checkpoint has lsnn)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--neuron", "izhikevich"])
+    assert "argument --neuron: invalid choice" in capsys.readouterr().err
