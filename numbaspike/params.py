@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
 import numpy as np
 
@@ -98,8 +99,57 @@ def check_reset_below_threshold(v_reset, v_th, dtype=None) -> None:
     )
 
 
+class SpikingParameters:
+    """Mixin: per-neuron fields, ``v_reset``, the surrogate, the reset mode and the flags."""
+
+    #: Fields that may be per neuron (shape (N,)).
+    neuron_fields: ClassVar[tuple[str, ...]] = ()
+    #: Of those, the ones that must be positive (inverse time constants).
+    positive_fields: ClassVar[tuple[str, ...]] = ()
+
+    def _validate(self) -> None:
+        for name in self.neuron_fields:
+            value = _as_param(name, getattr(self, name), name in self.positive_fields)
+            object.__setattr__(self, name, value)
+        v_reset = _as_param("v_reset", self.v_reset)
+        if isinstance(v_reset, np.ndarray):
+            raise ValueError("v_reset must be a scalar")
+        object.__setattr__(self, "v_reset", v_reset)
+        alpha = _as_param("alpha", self.alpha, positive=True)
+        if isinstance(alpha, np.ndarray):
+            raise ValueError("alpha must be a positive scalar")
+        object.__setattr__(self, "alpha", alpha)
+        surrogate_code(self.surrogate)  # raises ValueError naming `surrogate`
+        if not isinstance(self.reset, str) or self.reset not in RESET_CODES:
+            raise ValueError(f"reset must be one of {sorted(RESET_CODES)}, got {self.reset!r}")
+        for flag in ("detach_reset", "smooth"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
+        object.__setattr__(self, "size", _param_size(self, self.neuron_fields))
+        check_reset_below_threshold(self.v_reset, self.v_th)
+
+    @property
+    def surrogate_code(self) -> int:
+        """Integer code of :attr:`surrogate` as used by the kernels."""
+        return SURROGATE_CODES[self.surrogate]
+
+    @property
+    def reset_code(self) -> int:
+        """Integer code of :attr:`reset` as used by the kernels (0 zero, 1 subtract)."""
+        return RESET_CODES[self.reset]
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated again)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        unknown = set(changes) - set(values)
+        if unknown:
+            raise ValueError(f"unknown parameters {sorted(unknown)}; known {sorted(values)}")
+        values.update(changes)
+        return type(self)(**values)
+
+
 @dataclass(frozen=True, eq=False)
-class LIFParameters:
+class LIFParameters(SpikingParameters):
     r"""Parameters of the current-based leaky integrate-and-fire neuron.
 
     Each step (explicit Euler, :math:`a_m = dt\,\tau_{mem}^{-1}`, :math:`a_s = dt\,\tau_{syn}^{-1}`):
@@ -156,42 +206,11 @@ class LIFParameters:
     smooth: bool = False
     size: int | None = field(init=False, repr=False, default=None)
 
+    neuron_fields = LIF_NEURON_FIELDS
+    positive_fields = ("tau_syn_inv", "tau_mem_inv")
+
     def __post_init__(self) -> None:
-        for name in LIF_NEURON_FIELDS:
-            positive = name.startswith("tau")
-            object.__setattr__(self, name, _as_param(name, getattr(self, name), positive))
-        v_reset = _as_param("v_reset", self.v_reset)
-        if isinstance(v_reset, np.ndarray):
-            raise ValueError("v_reset must be a scalar")
-        object.__setattr__(self, "v_reset", v_reset)
-        alpha = _as_param("alpha", self.alpha, positive=True)
-        if isinstance(alpha, np.ndarray):
-            raise ValueError("alpha must be a positive scalar")
-        object.__setattr__(self, "alpha", alpha)
-        surrogate_code(self.surrogate)  # raises ValueError naming `surrogate`
-        if not isinstance(self.reset, str) or self.reset not in RESET_CODES:
-            raise ValueError(f"reset must be one of {sorted(RESET_CODES)}, got {self.reset!r}")
-        for flag in ("detach_reset", "smooth"):
-            if not isinstance(getattr(self, flag), (bool, np.bool_)):
-                raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
-        object.__setattr__(self, "size", _param_size(self, LIF_NEURON_FIELDS))
-        check_reset_below_threshold(self.v_reset, self.v_th)
-
-    @property
-    def surrogate_code(self) -> int:
-        """Integer code of :attr:`surrogate` as used by the kernels."""
-        return SURROGATE_CODES[self.surrogate]
-
-    @property
-    def reset_code(self) -> int:
-        """Integer code of :attr:`reset` as used by the kernels (0 zero, 1 subtract)."""
-        return RESET_CODES[self.reset]
-
-    def replace(self, **changes) -> LIFParameters:
-        """A copy with some fields changed (validated again)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
-        values.update(changes)
-        return LIFParameters(**values)
+        self._validate()
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,15 +248,15 @@ class LIParameters:
         return LIParameters(**values)
 
 
-def check_time_step(p: LIFParameters | LIParameters, dt: float) -> float:
-    """Check ``dt`` and that ``dt * tau_inv < 1`` for both time constants; return ``dt``."""
+def check_rates(p, dt: float, names: tuple[str, ...]) -> float:
+    """Check ``dt`` and that ``dt * rate < 1`` for each inverse time constant in ``names``."""
     try:
         dt = float(dt)
     except (TypeError, ValueError):
         raise ValueError(f"dt must be a positive number, got {dt!r}") from None
     if not math.isfinite(dt) or dt <= 0:
         raise ValueError(f"dt must be a positive finite number, got {dt}")
-    for name in ("tau_mem_inv", "tau_syn_inv"):
+    for name in names:
         worst = float(np.max(getattr(p, name)))
         if dt * worst >= 1.0:
             raise ValueError(
@@ -245,3 +264,8 @@ def check_time_step(p: LIFParameters | LIParameters, dt: float) -> float:
                 f"got dt={dt} and max {name}={worst} (product {dt * worst})"
             )
     return dt
+
+
+def check_time_step(p: LIFParameters | LIParameters, dt: float) -> float:
+    """Check ``dt`` and that ``dt * tau_inv < 1`` for both time constants; return ``dt``."""
+    return check_rates(p, dt, ("tau_mem_inv", "tau_syn_inv"))

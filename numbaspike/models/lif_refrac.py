@@ -86,10 +86,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..params import LIFParameters, _as_param, check_reset_below_threshold
+from ..params import LIFParameters, _as_param, check_rates, check_reset_below_threshold
 from ..validation import neuron_array
 from .base import NeuronModel, register
-from .parameters import check_rates
 
 __all__ = ["LIFRefracParameters", "LIF_REFRAC"]
 

@@ -64,9 +64,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..params import SpikingParameters, check_rates
 from ..validation import neuron_array
 from .base import NeuronModel, register
-from .parameters import SpikingParameters, check_rates
 
 __all__ = ["LSNNParameters", "LSNN"]
 
