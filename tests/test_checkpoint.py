@@ -634,3 +634,25 @@ def test_load_state_dict_refuses_strings_and_nonfinite_buffers():
 def test_no_leftover_files_in_the_test_folder(tmp_path, saved):
     load_checkpoint(saved)
     assert sorted(os.listdir(tmp_path)) == ["checkpoint.npz"]
+
+
+def test_a_checkpoint_written_before_the_neuron_model_registry_loads():
+    """``tests/data/checkpoint_1610d59.npz`` was written by numbaspike at 1610d59 (the last
+    commit before the registry of neuron models) with its run configuration of that time;
+    the network it holds must load, compute the same forward pass as then, and resume."""
+    from numbaspike.checkpoint import load_checkpoint
+    from numbaspike.run_config import recorded_run_config
+
+    data = Path(__file__).parent / "data"
+    ckpt = load_checkpoint(data / "checkpoint_1610d59.npz")
+    assert ckpt.epoch == 2 and ckpt.history.train_loss == [1.0, 0.9]
+    assert [type(layer).__name__ for layer in ckpt.network] == [
+        "Linear", "LIFRecurrent", "Linear", "LI"
+    ]  # fmt: skip
+    x = (np.random.default_rng(3).random((10, 2, 6)) < 0.3).astype(np.float32)
+    y, _ = ckpt.network.forward(x)
+    np.testing.assert_array_equal(y, np.load(data / "checkpoint_1610d59_forward.npy"))
+    optimizer = ckpt.make_optimizer()
+    assert optimizer.lr == 1e-3
+    config = recorded_run_config(ckpt.config)
+    assert config["neuron"] == "lif" and config["epochs"] == 15 and config["input_scale"] == 10.0
