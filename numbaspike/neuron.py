@@ -27,7 +27,7 @@ from . import backend as _backend
 from . import functional as F
 from .kernels import projection
 from .kernels.neuron_driver import cpu_kernels, run_rows
-from .models import model_of
+from .models import model_of, registered_models
 from .models.base import NeuronModel
 from .params import LIFParameters, LIParameters
 from .validation import as_float_array, broadcast_state, check_all_finite, sum_is_finite
@@ -99,6 +99,16 @@ class NeuronTape:
         """Bytes held by the tape (excluding the returned output)."""
         extra = 0 if self.z_previous is None else self.z_previous.nbytes
         return self.tape.nbytes + self.state0.nbytes + extra
+
+
+def _model_of(p) -> NeuronModel:
+    """The registered model of ``p``, or a TypeError naming every parameter class taken."""
+    try:
+        return model_of(p)
+    except TypeError:
+        names = ["LIFParameters", "LIParameters"]
+        names += sorted(m.parameters.__name__ for m in registered_models().values())
+        raise TypeError(f"p must be one of {names}, got {type(p).__name__}") from None
 
 
 def _check_x(x) -> np.ndarray:
@@ -202,7 +212,7 @@ def neuron_forward(
         if sparse_tol is not None:
             raise ValueError("sparse_tol: the LI readout emits no spikes")
         return F.li_forward(x, p, dt, state, param_grads=param_grads, out=out, backend=backend)
-    model = model_of(p)
+    model = _model_of(p)
     if sparse_tol is not None:
         raise ValueError(f"sparse_tol is implemented for the LIF model only, not for {model.name}")
     if _backend.resolve_backend(backend) == "cuda":
@@ -403,7 +413,7 @@ def neuron_simulate(
         )
     if isinstance(p, LIParameters):
         raise ValueError("p: neuron_simulate runs spiking models; the LI readout emits no spikes")
-    model = model_of(p)
+    model = _model_of(p)
     from .simulate_models import simulate
 
     return simulate(model, x, p, dt, w_rec, state, steps, record, chunk, backend)

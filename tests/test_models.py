@@ -293,3 +293,5 @@ def test_bad_input_is_named(name):
         neuron_backward(z, object())
     with pytest.raises(ValueError, match="sparse_tol is implemented for the LIF model only"):
         neuron_forward(x, p, DT, sparse_tol=0.01)
+    with pytest.raises(TypeError, match=r"p must be one of \['LIFParameters', 'LIParameters'"):
+        neuron_forward(x, name, DT)
