@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -28,6 +30,22 @@ def single_numba_thread():
         yield
     finally:
         numba.set_num_threads(previous)
+
+
+@pytest.fixture
+def small_grid(monkeypatch):
+    """CUDA tests: a tiny launch configuration, so that the simulator runs many blocks and
+    grid-stride loops on small arrays (and a short GIL switch interval for it)."""
+    from numbaspike.kernels import cuda as kernels
+
+    monkeypatch.setattr(kernels, "THREADS_PER_BLOCK", 8)
+    monkeypatch.setattr(kernels, "MAX_BLOCKS", 2)
+    monkeypatch.setattr(kernels, "MATMUL_TILE", 4)
+    monkeypatch.setattr(kernels, "MATMUL_MAX_GRID", 2)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(2e-4)  # the simulator's block manager busy-polls its threads
+    yield kernels
+    sys.setswitchinterval(interval)
 
 
 def _serialise_simulator_shared_arrays() -> None:

@@ -47,21 +47,6 @@ RTOL = 1e-12
 DTYPE = np.float64
 
 
-@pytest.fixture
-def small_grid(monkeypatch):
-    """Tiny launch configuration (and a short GIL switch interval for the simulator)."""
-    from numbaspike.kernels import cuda as kernels
-
-    monkeypatch.setattr(kernels, "THREADS_PER_BLOCK", 8)
-    monkeypatch.setattr(kernels, "MAX_BLOCKS", 2)
-    monkeypatch.setattr(kernels, "MATMUL_TILE", 4)
-    monkeypatch.setattr(kernels, "MATMUL_MAX_GRID", 2)
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(2e-4)  # the simulator's block manager busy-polls its threads
-    yield kernels
-    sys.setswitchinterval(interval)
-
-
 def host(a):
     return a if a is None or isinstance(a, float) else backend.to_host(a)
 
