@@ -1,14 +1,13 @@
 """numbaspike: spiking neural networks on Numba kernels with hand-written, verified BPTT."""
 
-from .numba_support import check_numba_version as _check_numba_version
+from .compiler.numba_version import check_numba_version as _check_numba_version
 
 _check_numba_version()  # before any module builds on Numba's internals
 
-from .blas_spin import shorten_loaded_openblas_spinning as _shorten_blas_spinning  # noqa: E402
+from .runtime.openblas_spinning import shorten_loaded_openblas_spinning as _shorten_blas_spinning  # noqa: E402
 
 _shorten_blas_spinning()  # before NumPy loads OpenBLAS if it has not yet; see blas_spin
 
-from . import buffers  # noqa: E402
 from .functional import (  # noqa: E402
     LIFGradients,
     LIFState,
@@ -23,11 +22,17 @@ from .functional import (  # noqa: E402
     lif_forward,
     lif_simulate,
 )
-from .models import LIFBoxParameters, LIFRefracParameters, LSNNParameters  # noqa: E402
+from .models import (  # noqa: E402
+    LIFBoxParameters,
+    LIFParameters,
+    LIFRefracParameters,
+    LIParameters,
+    LSNNParameters,
+)
 from .neuron import Gradients, neuron_backward, neuron_forward, neuron_simulate  # noqa: E402
-from .params import LIFParameters, LIParameters  # noqa: E402
+from .runtime import array_pool as buffers  # noqa: E402
+from .runtime.threads import get_num_threads, set_num_threads  # noqa: E402
 from .surrogates import SURROGATE_NAMES, surrogate_derivative, surrogate_forward  # noqa: E402
-from .threads import get_num_threads, set_num_threads  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -25,7 +25,10 @@ import functools
 
 import numpy as np
 
-from .params import LIFParameters, LIParameters, check_time_step
+from . import lif_records as records
+from .models.li import LIParameters
+from .models.lif import LIFParameters
+from .params import check_time_step
 from .validation import (
     FLOAT_DTYPES,
     as_float_array,
@@ -268,7 +271,7 @@ def _device_state(name: str, value, batch: int, n: int, dtype):
 
 
 def _device_coefficients(coeffs):
-    """The per-neuron coefficients of ``functional._coefficients`` copied to the device."""
+    """The per-neuron coefficients of ``lif_records.coefficients`` copied to the device."""
     cuda = _numba_cuda()
     return type(coeffs)(
         cuda.to_device(coeffs.a_m),
@@ -328,7 +331,6 @@ def _reduce_param_grad(given, acc, scale: float, extra, dtype):
 
 def lif_forward_cuda(x, p: LIFParameters, dt: float, w_rec, state, param_grads: bool):
     """:func:`numbaspike.functional.lif_forward` with device arrays; returns ``(z, tape)``."""
-    from . import functional as F
 
     if not isinstance(p, LIFParameters):
         raise TypeError(f"p must be LIFParameters, got {type(p).__name__}")
@@ -338,7 +340,7 @@ def lif_forward_cuda(x, p: LIFParameters, dt: float, w_rec, state, param_grads: 
     dt = check_time_step(p, dt)
     n_steps, batch, n = x.shape
     dtype = np.dtype(x.dtype)
-    coeffs = _device_coefficients(F._coefficients(p, dt, n, dtype))
+    coeffs = _device_coefficients(records.coefficients(p, dt, n, dtype))
     v, i, z_state, given = _device_initial_state(state, coeffs, batch, n, dtype)
     v0 = kernels.copy(v)
     z0 = kernels.copy(z_state)
@@ -359,7 +361,7 @@ def lif_forward_cuda(x, p: LIFParameters, dt: float, w_rec, state, param_grads: 
             x, w_rec, *common, *codes, v, i, z_state, z, h, i1, none, none,
             True, True, param_grads, False,
         )  # fmt: skip
-    tape = F.LIFTape(
+    tape = records.LIFTape(
         p=p,
         dt=dt,
         coeffs=coeffs,
@@ -370,7 +372,7 @@ def lif_forward_cuda(x, p: LIFParameters, dt: float, w_rec, state, param_grads: 
         z0=z0,
         w_rec=w_rec,
         state_given=given,
-        final_state=F.LIFState(v, i, z_state),
+        final_state=records.LIFState(v, i, z_state),
         backend="cuda",
     )
     return z, tape
@@ -378,7 +380,6 @@ def lif_forward_cuda(x, p: LIFParameters, dt: float, w_rec, state, param_grads: 
 
 def lif_backward_cuda(grad_z, tape, grad_final_state=None):
     """:func:`numbaspike.functional.lif_backward` for a tape recorded with ``backend="cuda"``."""
-    from . import functional as F
 
     kernels = _kernels()
     h = tape.h
@@ -418,7 +419,7 @@ def lif_backward_cuda(grad_z, tape, grad_final_state=None):
                 trans_a=True,
                 accumulate=True,
             )
-    grads = F.LIFGradients(gx, grad_w_rec, gv, gi, grad_z0, None, None, None, None)
+    grads = records.LIFGradients(gx, grad_w_rec, gv, gi, grad_z0, None, None, None, None)
     if param_grads:
         extra = None if tape.state_given else gv  # v0 = v_leak: its gradient joins v_leak's
         dt = tape.dt
@@ -431,7 +432,6 @@ def lif_backward_cuda(grad_z, tape, grad_final_state=None):
 
 def li_forward_cuda(x, p: LIParameters, dt: float, state, param_grads: bool):
     """:func:`numbaspike.functional.li_forward` with device arrays; returns ``(v, tape)``."""
-    from . import functional as F
 
     if not isinstance(p, LIParameters):
         raise TypeError(f"p must be LIParameters, got {type(p).__name__}")
@@ -441,7 +441,7 @@ def li_forward_cuda(x, p: LIParameters, dt: float, state, param_grads: bool):
     dt = check_time_step(p, dt)
     n_steps, batch, n = x.shape
     dtype = np.dtype(x.dtype)
-    coeffs = _device_coefficients(F._coefficients(p, dt, n, dtype))
+    coeffs = _device_coefficients(records.coefficients(p, dt, n, dtype))
     v, i, _, given = _device_initial_state(state, coeffs, batch, n, dtype)
     v0 = kernels.copy(v)
     out = kernels.empty(x.shape, dtype)
@@ -450,15 +450,22 @@ def li_forward_cuda(x, p: LIParameters, dt: float, state, param_grads: bool):
     kernels.li_forward(
         x, coeffs.a_m, coeffs.decay_s, coeffs.v_leak, v, i, out, i1, none, True, param_grads, False
     )
-    tape = F.LITape(
-        p, dt, coeffs, out, i1 if param_grads else None, v0, given, F.LIState(v, i), backend="cuda"
+    tape = records.LITape(
+        p,
+        dt,
+        coeffs,
+        out,
+        i1 if param_grads else None,
+        v0,
+        given,
+        records.LIState(v, i),
+        backend="cuda",
     )
     return out, tape
 
 
 def li_backward_cuda(grad_v, tape, grad_final_state=None):
     """:func:`numbaspike.functional.li_backward` for a tape recorded with ``backend="cuda"``."""
-    from . import functional as F
 
     kernels = _kernels()
     v_out = tape.v
@@ -476,7 +483,7 @@ def li_backward_cuda(grad_v, tape, grad_final_state=None):
         grad_v, v_out, i1, tape.v0, c.a_m, c.decay_s, c.v_leak, param_grads,
         gx, gv, gi, g_am, g_decay, g_vleak,
     )  # fmt: skip
-    grads = F.LIGradients(gx, gv, gi, None, None, None)
+    grads = records.LIGradients(gx, gv, gi, None, None, None)
     if param_grads:
         extra = None if tape.state_given else gv
         grads.tau_mem_inv = _reduce_param_grad(p.tau_mem_inv, g_am, tape.dt, None, dtype)
@@ -486,11 +493,10 @@ def li_backward_cuda(grad_v, tape, grad_final_state=None):
 
 
 def _device_input_chunks(x, steps, chunk: int):
-    """Like ``functional._input_chunks``, also accepting a (T, B, N) or (B, N) device array."""
-    from . import functional as F
+    """Like ``lif_records.input_chunks``, also accepting a (T, B, N) or (B, N) device array."""
 
     if not is_device_array(x):
-        yield from F._input_chunks(x, steps, chunk)
+        yield from records.input_chunks(x, steps, chunk)
         return
     arr = _as_numba(x)
     if arr.ndim == 3:
@@ -536,11 +542,10 @@ def lif_simulate_cuda(x, p: LIFParameters, dt: float, w_rec, state, steps, recor
     (``spike_times``, ``spike_batch``, ``spike_neurons``) are NumPy arrays, extracted on the
     host from each chunk's spikes (one copy per chunk, none per step).
     """
-    from . import functional as F
 
     if not isinstance(p, LIFParameters):
         raise TypeError(f"p must be LIFParameters, got {type(p).__name__}")
-    record = F._check_record(record)
+    record = records.check_record(record)
     chunk = check_positive_int("chunk", chunk)
     dt = check_time_step(p, dt)
     kernels = _kernels()
@@ -555,7 +560,7 @@ def lif_simulate_cuda(x, p: LIFParameters, dt: float, w_rec, state, steps, recor
         n_steps, batch, n = xc.shape
         if coeffs is None:
             dtype = np.dtype(xc.dtype)
-            coeffs = _device_coefficients(F._coefficients(p, dt, n, dtype))
+            coeffs = _device_coefficients(records.coefficients(p, dt, n, dtype))
             v, i, z_state, _ = _device_initial_state(state, coeffs, batch, n, dtype)
             counts = kernels.zeros((batch, n), np.int64)
             if w_rec is not None:
@@ -597,7 +602,7 @@ def lif_simulate_cuda(x, p: LIFParameters, dt: float, w_rec, state, steps, recor
         ]
     else:
         events = [None, None, None]
-    return F.Simulation(
+    return records.Simulation(
         steps=total,
         spike_counts=counts,
         spike_times=events[0],
@@ -605,5 +610,5 @@ def lif_simulate_cuda(x, p: LIFParameters, dt: float, w_rec, state, steps, recor
         spike_neurons=events[2],
         v=_concatenate(traces_v) if traces_v else None,
         i=_concatenate(traces_i) if traces_i else None,
-        final_state=F.LIFState(v, i, z_state),
+        final_state=records.LIFState(v, i, z_state),
     )

@@ -26,10 +26,11 @@ from .surrogates import SURROGATE_CODES
 
 
 def _neurons() -> tuple[str, ...]:
-    """Neuron models of the hidden layer: LIF and every registered model."""
+    """Neuron models of the hidden layer: every registered spiking model, LIF first."""
     from .models import registered_models
 
-    return ("lif", *sorted(registered_models()))
+    spiking = sorted(name for name, m in registered_models().items() if m.spiking)
+    return ("lif", *(name for name in spiking if name != "lif"))
 
 
 #: Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
@@ -224,8 +225,8 @@ def load_task(
 def build_network(n_in: int, n_out: int, config: dict):
     """The CLI's network for a resolved run configuration (see :mod:`numbaspike.run_config`)."""
     from .layers import LI, LIFRecurrent, Linear
+    from .models.lif import LIFParameters
     from .network import Sequential
-    from .params import LIFParameters
 
     rng = np.random.default_rng(config["seed"])
     dtype = config["dtype"]

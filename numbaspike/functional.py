@@ -39,23 +39,34 @@ reference to the output (not a copy).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 from . import backend as _backend
-from . import buffers
 from . import compact_tape as _compact
 from .kernels import cpu, sparse_tape
-from .params import LIFParameters, LIParameters, check_reset_below_threshold, check_time_step
+from .lif_records import (
+    LIFGradients,
+    LIFState,
+    LIFTape,
+    LIGradients,
+    LIState,
+    LITape,
+    Simulation,
+    check_record,
+    coefficients,
+    input_chunks,
+)
+from .models.li import LIParameters
+from .models.lif import LIFParameters
+from .params import check_time_step
+from .runtime import array_pool
 from .validation import (
     as_float_array,
     broadcast_state,
     check_all_finite,
     check_positive_int,
-    neuron_array,
     sum_is_finite,
 )
 
@@ -73,48 +84,6 @@ __all__ = [
     "li_backward",
     "lif_simulate",
 ]
-
-
-class LIFState(NamedTuple):
-    """State of a LIF layer: membrane ``v``, synaptic current ``i``, last spikes ``z``, each (B, N)."""
-
-    v: np.ndarray
-    i: np.ndarray
-    z: np.ndarray | None = None
-
-
-class LIState(NamedTuple):
-    """State of a leaky integrator: membrane ``v`` and synaptic current ``i``, each (B, N)."""
-
-    v: np.ndarray
-    i: np.ndarray
-
-
-class _Coefficients(NamedTuple):
-    """Per-neuron coefficients of the Euler step in the working dtype, each (N,)."""
-
-    a_m: np.ndarray
-    decay_s: np.ndarray
-    v_leak: np.ndarray
-    v_th: np.ndarray
-    v_reset: np.floating
-
-
-def _coefficients(p: LIFParameters | LIParameters, dt: float, n: int, dtype) -> _Coefficients:
-    dtype = np.dtype(dtype)
-    a_m = neuron_array("p.tau_mem_inv", dt * np.asarray(p.tau_mem_inv, np.float64), n, dtype)
-    a_s = neuron_array("p.tau_syn_inv", dt * np.asarray(p.tau_syn_inv, np.float64), n, dtype)
-    decay_s = dtype.type(1) - a_s  # rounded in the working dtype, like an elementwise 1 - a_s
-    v_leak = neuron_array("p.v_leak", p.v_leak, n, dtype)
-    if isinstance(p, LIFParameters):
-        v_th = neuron_array("p.v_th", p.v_th, n, dtype)
-        v_reset = dtype.type(p.v_reset)
-        # LIFParameters checks v_reset < v_th in float64; rounding to float32 may merge them
-        check_reset_below_threshold(v_reset, v_th, dtype)
-    else:
-        v_th = np.zeros(0, dtype)
-        v_reset = dtype.type(0)
-    return _Coefficients(a_m, decay_s, v_leak, v_th, v_reset)
 
 
 def _check_input(x, check_finite: bool = True) -> np.ndarray:
@@ -138,72 +107,6 @@ def _initial_state(state, coeffs, batch: int, n: int, dtype):
     else:
         z0 = np.zeros((batch, n), dtype)
     return v0, i0, z0, True
-
-
-@dataclass(eq=False)
-class LIFTape:
-    """What :func:`lif_backward` needs from :func:`lif_forward`.
-
-    Attributes
-    ----------
-    h : ndarray (T, B, N) or None
-        Membrane before reset; the spikes are ``h > v_th`` (or ``F(h - v_th)`` if smooth).
-        None when ``compact`` holds the tape instead.
-    i1 : ndarray (T, B, N) or None
-        Current after the jump, kept only when parameter gradients were requested.
-    z : ndarray (T, B, N)
-        The returned spikes (a reference; the CPU backward pass recomputes the spikes from
-        ``h``, so changing the returned array cannot corrupt the gradients).
-    final_state : LIFState
-        State after the last step; pass it as ``state`` to continue a simulation.
-    backend : {"cpu", "cuda"}
-        Where the arrays live (NumPy arrays or CUDA device arrays); :func:`lif_backward`
-        runs there.
-    compact : CompactTape or None
-        With ``sparse_tol``: spikes as bits and the membranes of the active neuron-steps
-        (:mod:`numbaspike.compact_tape`).
-    """
-
-    p: LIFParameters
-    dt: float
-    coeffs: _Coefficients
-    h: np.ndarray | None
-    i1: np.ndarray | None
-    z: np.ndarray
-    v0: np.ndarray
-    z0: np.ndarray
-    w_rec: np.ndarray | None
-    state_given: bool
-    final_state: LIFState
-    backend: str = "cpu"
-    compact: _compact.CompactTape | None = None
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the tape itself (excluding the referenced output)."""
-        held = self.compact.nbytes if self.compact is not None else self.h.nbytes
-        return held + (0 if self.i1 is None else self.i1.nbytes)
-
-
-@dataclass(eq=False)
-class LIFGradients:
-    """Gradients returned by :func:`lif_backward`.
-
-    ``x`` is (T, B, N); ``w_rec`` (N, N) or None; ``v0``, ``i0`` (B, N) are the gradients of
-    the initial state and ``z0`` (B, N) that of the initial spikes (recurrent only). Parameter
-    gradients have the shape the parameter was given with (float for a scalar, (N,) array
-    otherwise) and are None when the forward was run with ``param_grads=False``.
-    """
-
-    x: np.ndarray
-    w_rec: np.ndarray | None
-    v0: np.ndarray
-    i0: np.ndarray
-    z0: np.ndarray | None
-    tau_mem_inv: float | np.ndarray | None
-    tau_syn_inv: float | np.ndarray | None
-    v_th: float | np.ndarray | None
-    v_leak: float | np.ndarray | None
 
 
 def lif_forward(
@@ -287,12 +190,12 @@ def lif_forward(
     dt = check_time_step(p, dt)
     n_steps, batch, n = x.shape
     dtype = x.dtype
-    coeffs = _coefficients(p, dt, n, dtype)
+    coeffs = coefficients(p, dt, n, dtype)
     v, i, z_state, given = _initial_state(state, coeffs, batch, n, dtype)
     v0 = v.copy()
     z0 = z_state.copy()
     z = _check_out(out, x, "x", x.shape, dtype)
-    i1 = buffers.empty(x.shape, dtype) if param_grads else np.empty((0, 0, 0), dtype)
+    i1 = array_pool.empty(x.shape, dtype) if param_grads else np.empty((0, 0, 0), dtype)
     none = np.empty((0, 0, 0), dtype)
     common = (coeffs.a_m, coeffs.decay_s, coeffs.v_leak, coeffs.v_th, coeffs.v_reset)
     codes = (p.reset_code, p.surrogate_code, dtype.type(p.alpha), bool(p.smooth))
@@ -316,11 +219,11 @@ def lif_forward(
 
     h = compact = None
     if sparse_tol is None:
-        h = buffers.empty(x.shape, dtype)
+        h = array_pool.empty(x.shape, dtype)
         run(0, n_steps, h)
     else:
         steps = _compact.chunk_steps(batch, n)
-        h_chunk = buffers.empty((min(steps, n_steps), batch, n), dtype)
+        h_chunk = array_pool.empty((min(steps, n_steps), batch, n), dtype)
         builder = _compact.CompactTapeBuilder(
             n_steps, batch, n, p.surrogate, p.alpha, sparse_tol, coeffs.v_th, h_chunk.shape
         )
@@ -378,7 +281,7 @@ def _check_out(out, source: np.ndarray, name: str, shape, dtype, tape_arrays=())
     its input before writing its result), but must not otherwise overlap it, nor overlap
     the tape of the forward pass."""
     if out is None:
-        return buffers.empty(shape, dtype)
+        return array_pool.empty(shape, dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a NumPy array of shape {shape}, got {type(out).__name__}")
     if out.shape != shape or out.dtype != dtype:
@@ -592,35 +495,6 @@ def _lif_backward_compact(grad_z, tape: LIFTape, grad_final_state, out) -> LIFGr
     return LIFGradients(gx, grad_w_rec, gv, gi, grad_z0, None, None, None, None)
 
 
-@dataclass(eq=False)
-class LITape:
-    """What :func:`li_backward` needs: the output membrane (a reference), ``i'`` if parameter
-    gradients were requested, the initial membrane, the final state and the ``backend``
-    (``"cpu"`` or ``"cuda"``) that holds them."""
-
-    p: LIParameters
-    dt: float
-    coeffs: _Coefficients
-    v: np.ndarray
-    i1: np.ndarray | None
-    v0: np.ndarray
-    state_given: bool
-    final_state: LIState
-    backend: str = "cpu"
-
-
-@dataclass(eq=False)
-class LIGradients:
-    """Gradients returned by :func:`li_backward` (shapes as in :class:`LIFGradients`)."""
-
-    x: np.ndarray
-    v0: np.ndarray
-    i0: np.ndarray
-    tau_mem_inv: float | np.ndarray | None
-    tau_syn_inv: float | np.ndarray | None
-    v_leak: float | np.ndarray | None
-
-
 def li_forward(
     x: np.ndarray,
     p: LIParameters = LIParameters(),
@@ -674,11 +548,11 @@ def li_forward(
     dt = check_time_step(p, dt)
     n_steps, batch, n = x.shape
     dtype = x.dtype
-    coeffs = _coefficients(p, dt, n, dtype)
+    coeffs = coefficients(p, dt, n, dtype)
     v, i, _, given = _initial_state(state, coeffs, batch, n, dtype)
     v0 = v.copy()
     out = _check_out(out, x, "x", x.shape, dtype)
-    i1 = buffers.empty(x.shape, dtype) if param_grads else np.empty((0, 0, 0), dtype)
+    i1 = array_pool.empty(x.shape, dtype) if param_grads else np.empty((0, 0, 0), dtype)
     none = np.empty((0, 0, 0), dtype)
     cpu.li_forward(
         x, coeffs.a_m, coeffs.decay_s, coeffs.v_leak, v, i, out, i1, none, True, param_grads, False
@@ -733,94 +607,6 @@ def li_backward(
     return grads
 
 
-@dataclass(eq=False)
-class Simulation:
-    r"""Result of :func:`lif_simulate`.
-
-    Attributes
-    ----------
-    steps : int
-        Number of simulated steps.
-    spike_counts : ndarray (B, N) int64
-        Spikes per neuron over the whole run, :math:`\sum_t z_t` (always kept).
-    spike_times, spike_batch, spike_neurons : ndarray (S,) int64 or None
-        One entry per spike, in time order (only with ``record=(..., "spikes")``).
-    v, i : ndarray (T, B, N) or None
-        Membrane (after reset) and synaptic-current traces (only with ``"v"`` / ``"i"``
-        in ``record``).
-    final_state : LIFState
-    """
-
-    steps: int
-    spike_counts: np.ndarray
-    spike_times: np.ndarray | None
-    spike_batch: np.ndarray | None
-    spike_neurons: np.ndarray | None
-    v: np.ndarray | None
-    i: np.ndarray | None
-    final_state: LIFState
-
-    def spike_raster(self) -> np.ndarray:
-        """Dense (T, B, N) uint8 raster rebuilt from the recorded spike events."""
-        if self.spike_times is None:
-            raise ValueError("spikes were not recorded; pass record=('spikes',) to lif_simulate")
-        raster = np.zeros((self.steps, *self.spike_counts.shape), np.uint8)
-        raster[self.spike_times, self.spike_batch, self.spike_neurons] = 1
-        return raster
-
-
-_RECORDABLE = ("counts", "spikes", "v", "i")
-
-
-def _check_record(record) -> tuple[str, ...]:
-    """``record`` of :func:`lif_simulate` as a tuple of known names (a str is one name)."""
-    names = (record,) if isinstance(record, str) else record
-    try:
-        names = tuple(names)
-    except TypeError:
-        raise ValueError(
-            f"record must be a tuple of names from {_RECORDABLE}, got {record!r}"
-        ) from None
-    unknown = [r for r in names if not isinstance(r, str) or r not in _RECORDABLE]
-    if unknown:
-        raise ValueError(f"record must be a subset of {_RECORDABLE}, got unknown {unknown}")
-    return names
-
-
-def _input_chunks(x, steps, chunk):
-    """Yield C-contiguous (t, B, N) chunks from an array, a constant current, or an iterable."""
-    if isinstance(x, (list, tuple)) and x and isinstance(x[0], np.ndarray) and x[0].ndim == 3:
-        yield from x  # a list of (t, B, N) chunks
-        return
-    if isinstance(x, np.ndarray) or np.isscalar(x) or isinstance(x, (list, tuple)):
-        arr = np.asarray(x)
-        if arr.ndim == 3:
-            if steps is not None and steps != arr.shape[0]:
-                raise ValueError(f"steps={steps} does not match x.shape[0]={arr.shape[0]}")
-            for t0 in range(0, arr.shape[0], chunk):
-                yield arr[t0 : t0 + chunk]
-            return
-        if arr.ndim == 2:
-            if steps is None:
-                raise ValueError(
-                    "steps must be given when x is a constant current of shape (B, N)"
-                )
-            steps = check_positive_int("steps", steps)
-            block = np.ascontiguousarray(np.broadcast_to(arr, (min(chunk, steps), *arr.shape)))
-            for t0 in range(0, steps, chunk):
-                yield block[: min(chunk, steps - t0)]
-            return
-        raise ValueError(
-            f"x must have shape (T, B, N), or (B, N) with steps=, got shape {arr.shape}"
-        )
-    if isinstance(x, Iterable):
-        yield from x
-        return
-    raise TypeError(
-        "x must be an array (T, B, N), a (B, N) constant current, or an iterable of chunks"
-    )
-
-
 def lif_simulate(
     x,
     p: LIFParameters = LIFParameters(),
@@ -868,7 +654,7 @@ def lif_simulate(
         spike counts, traces and the final state are then device arrays, while the spike
         events are NumPy arrays (extracted on the host once per chunk).
     """
-    record = _check_record(record)
+    record = check_record(record)
     if backend != "cpu" and _backend.resolve_backend(backend) == "cuda":
         return _backend.lif_simulate_cuda(x, p, dt, w_rec, state, steps, record, chunk)
     if not isinstance(p, LIFParameters):
@@ -879,12 +665,12 @@ def lif_simulate(
     v = i = z_state = coeffs = None
     traces_v, traces_i, spike_events = [], [], []
     total = 0
-    for raw in _input_chunks(x, steps, chunk):
+    for raw in input_chunks(x, steps, chunk):
         xc = _check_input(raw)
         n_steps, batch, n = xc.shape
         if coeffs is None:
             dtype = xc.dtype
-            coeffs = _coefficients(p, dt, n, dtype)
+            coeffs = coefficients(p, dt, n, dtype)
             v, i, z_state, _ = _initial_state(state, coeffs, batch, n, dtype)
             counts = np.zeros((batch, n), np.int64)
             if w_rec is not None:
@@ -895,10 +681,10 @@ def lif_simulate(
                 f"every chunk of x must have shape (t, {counts.shape[0]}, {counts.shape[1]}) "
                 f"and dtype {dtype}, got {xc.shape} {xc.dtype}"
             )
-        z = buffers.empty(xc.shape, dtype)
+        z = array_pool.empty(xc.shape, dtype)
         trace = "v" in record or "i" in record
-        v_out = buffers.empty(xc.shape, dtype) if trace else none
-        i_out = buffers.empty(xc.shape, dtype) if trace else none
+        v_out = array_pool.empty(xc.shape, dtype) if trace else none
+        i_out = array_pool.empty(xc.shape, dtype) if trace else none
         common = (coeffs.a_m, coeffs.decay_s, coeffs.v_leak, coeffs.v_th, coeffs.v_reset)
         codes = (p.reset_code, p.surrogate_code, dtype.type(p.alpha), bool(p.smooth))
         if w_rec is None:

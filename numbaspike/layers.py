@@ -33,11 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from . import buffers
 from . import functional as F
 from .compact_tape import check_sparse_tol
-from .kernels import projection, scratch
-from .params import LI_NEURON_FIELDS, LIF_NEURON_FIELDS, LIFParameters, LIParameters
+from .kernels import projection
+from .models.li import LI_NEURON_FIELDS, LIParameters
+from .models.lif import LIF_NEURON_FIELDS, LIFParameters
+from .runtime import array_pool
+from .spike_events import SpikeEvents
 from .validation import as_float_array, check_all_finite, check_positive_int, sum_is_finite
 
 __all__ = ["Layer", "Linear", "LIF", "LIFRecurrent", "LI"]
@@ -108,14 +110,14 @@ def _add_matmul_tn(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
     times larger (the (T·B, n) gradient of a Linear layer: 0.8 ms of a 60 ms Linear+LIF
     step at n = 512).
 
-    The product goes to a scratch array (reused from call to call, see
-    :mod:`~numbaspike.kernels.scratch`) by NumPy's BLAS, then is added to ``out``. A BLAS
+    The product goes to a pooled array (recycled from call to call, see
+    :mod:`~numbaspike.runtime.array_pool`) by NumPy's BLAS, then is added to ``out``. A BLAS
     ``gemm`` with ``beta = 1`` would need no temporary, but the only one reachable from
     Python, SciPy's, is a second OpenBLAS with its own thread pool: its threads and
     NumPy's then spin against each other on a small machine (a 14 ms weight gradient where
     NumPy's takes 0.7 ms, measured on the 2-core reference machine).
     """
-    product = scratch.empty("matmul_tn", out.shape, out.dtype)
+    product = array_pool.empty(out.shape, out.dtype)
     with np.errstate(over="ignore", invalid="ignore"):  # reported by the caller
         np.matmul(a.T, b, out=product)
     if not sum_is_finite(product):
@@ -128,7 +130,7 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b``: by :func:`~numbaspike.kernels.projection.narrow_matmul` (no BLAS, so no
     spinning BLAS threads around the Numba kernels) when the inner dimension is at most
     :data:`~numbaspike.kernels.projection.NARROW_K`, else by NumPy's BLAS."""
-    out = buffers.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
+    out = array_pool.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
     if a.shape[1] > projection.NARROW_K:
         return np.matmul(a, b, out=out)
     return projection.narrow_matmul(a, b, out)
@@ -196,7 +198,7 @@ class LinearTape:
     x: np.ndarray | None
     sparse: bool
     shape: tuple[int, int, int]
-    events: projection.SpikeEvents | None = None
+    events: SpikeEvents | None = None
 
 
 class Linear(Layer):
@@ -248,11 +250,11 @@ class Linear(Layer):
         """Project ``x`` (T, B, n_in) to (T, B, n_out).
 
         ``x`` may also be the events of such an input
-        (:class:`~numbaspike.kernels.projection.SpikeEvents` with ``steps``, e.g. from
+        (:class:`~numbaspike.spike_events.SpikeEvents` with ``steps``, e.g. from
         :meth:`~numbaspike.data.SpikeDataset.batch_events`): the event-driven path then
         runs on them directly, with no dense input to build or scan."""
         w = self._params["weight"]
-        if isinstance(x, projection.SpikeEvents):
+        if isinstance(x, SpikeEvents):
             events = _check_events("x", x, self.n_in)
             shape = (events.steps, events.shape[0] // events.steps, self.n_in)
             sparse = True
@@ -268,7 +270,7 @@ class Linear(Layer):
                 if events.values is not None and not sum_is_finite(events.values):
                     check_all_finite("x", x)
         if sparse:
-            y = buffers.empty((events.shape[0], self.n_out), self.dtype)
+            y = array_pool.empty((events.shape[0], self.n_out), self.dtype)
             projection.events_matmul(events, np.ascontiguousarray(w.T), y)
             tape = LinearTape(None, True, shape, events)
         else:

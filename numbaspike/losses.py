@@ -52,7 +52,7 @@ from typing import Literal
 
 import numpy as np
 
-from . import buffers
+from .runtime import array_pool
 from .validation import as_float_array
 
 __all__ = [
@@ -72,7 +72,7 @@ __all__ = [
 
 def _broadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``g`` broadcast to ``shape`` as a new C-contiguous array (see :mod:`.buffers`)."""
-    out = buffers.empty(shape, g.dtype)
+    out = array_pool.empty(shape, g.dtype)
     out[...] = g
     return out
 
@@ -332,7 +332,7 @@ class MaxOverTimeCrossEntropy(_TimeReducedCrossEntropy):
 
     def _backprop(self, out: np.ndarray, grad_logits: np.ndarray) -> np.ndarray:
         idx = np.argmax(out, axis=0)
-        grad = buffers.zeros(out.shape, out.dtype)
+        grad = array_pool.zeros(out.shape, out.dtype)
         np.put_along_axis(grad, idx[None], grad_logits.astype(out.dtype)[None], axis=0)
         return grad
 

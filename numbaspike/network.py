@@ -10,13 +10,9 @@ from typing import Any
 import numpy as np
 
 from .layers import LI, LIF, Layer, LIFRecurrent, Linear
-from .params import (
-    LI_NEURON_FIELDS,
-    LIF_NEURON_FIELDS,
-    LIFParameters,
-    LIParameters,
-    check_time_step,
-)
+from .models.li import LI_NEURON_FIELDS, LIParameters
+from .models.lif import LIF_NEURON_FIELDS, LIFParameters
+from .params import check_time_step
 from .validation import all_finite
 
 __all__ = ["Sequential", "NetworkTape", "layer_from_config"]

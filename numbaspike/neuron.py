@@ -24,15 +24,20 @@ from typing import Any
 import numpy as np
 
 from . import backend as _backend
-from . import functional as F
 from .kernels import projection
 from .kernels.neuron_driver import cpu_kernels, run_rows
 from .models import model_of, registered_models
 from .models.base import NeuronModel
-from .params import LIFParameters, LIParameters
 from .validation import as_float_array, broadcast_state, check_all_finite, sum_is_finite
 
-__all__ = ["Gradients", "NeuronTape", "neuron_backward", "neuron_forward", "neuron_simulate"]
+__all__ = [
+    "Gradients",
+    "NeuronTape",
+    "generic_forward",
+    "neuron_backward",
+    "neuron_forward",
+    "neuron_simulate",
+]
 
 
 class Gradients(dict):
@@ -99,16 +104,6 @@ class NeuronTape:
         """Bytes held by the tape (excluding the returned output)."""
         extra = 0 if self.z_previous is None else self.z_previous.nbytes
         return self.tape.nbytes + self.state0.nbytes + extra
-
-
-def _model_of(p) -> NeuronModel:
-    """The registered model of ``p``, or a TypeError naming every parameter class taken."""
-    try:
-        return model_of(p)
-    except TypeError:
-        names = ["LIFParameters", "LIParameters"]
-        names += sorted(m.parameters.__name__ for m in registered_models().values())
-        raise TypeError(f"p must be one of {names}, got {type(p).__name__}") from None
 
 
 def _check_x(x) -> np.ndarray:
@@ -201,18 +196,40 @@ def neuron_forward(
         Spikes (LI: the membrane).
     tape : LIFTape, LITape or NeuronTape
     """
-    if isinstance(p, LIFParameters):
-        return F.lif_forward(
+    model = model_of(p)
+    if model.specialised is not None:
+        return model.specialised().forward(
             x, p, dt, w_rec, state, param_grads=param_grads, sparse_tol=sparse_tol, out=out,
             backend=backend,
         )  # fmt: skip
-    if isinstance(p, LIParameters):
-        if w_rec is not None:
-            raise ValueError("w_rec: the LI readout has no recurrent form")
-        if sparse_tol is not None:
-            raise ValueError("sparse_tol: the LI readout emits no spikes")
-        return F.li_forward(x, p, dt, state, param_grads=param_grads, out=out, backend=backend)
-    model = _model_of(p)
+    return generic_forward(
+        model, x, p, dt, w_rec, state, sparse_tol=sparse_tol, out=out, backend=backend
+    )
+
+
+def generic_forward(
+    model: NeuronModel,
+    x,
+    p,
+    dt: float = 1e-3,
+    w_rec=None,
+    state=None,
+    *,
+    sparse_tol: float | None = None,
+    out: np.ndarray | None = None,
+    backend: str = "cpu",
+):
+    """:func:`neuron_forward` on the generic driver, also for a model with tuned kernels.
+
+    The tests run LIF and LI this way to check their tuned kernels against the model's
+    step and adjoint; :func:`neuron_backward` takes the returned :class:`NeuronTape`.
+    """
+    if model_of(p) is not model:
+        raise TypeError(f"p must be {model.parameters.__name__}, got {type(p).__name__}")
+    if w_rec is not None and not model.spiking:
+        raise ValueError(
+            f"w_rec: the {model.name} model emits no spikes, it has no recurrent form"
+        )
     if sparse_tol is not None:
         raise ValueError(f"sparse_tol is implemented for the LIF model only, not for {model.name}")
     if _backend.resolve_backend(backend) == "cuda":
@@ -275,17 +292,6 @@ def _recurrent_weight_grad(gx: np.ndarray, z_previous: np.ndarray) -> np.ndarray
     return gx.T @ z_previous
 
 
-def _wrap_lif(g) -> Gradients:
-    grads = Gradients(x=g.x, w_rec=g.w_rec, v0=g.v0, i0=g.i0)
-    if g.z0 is not None:
-        grads["z0"] = g.z0
-    for name in ("tau_mem_inv", "tau_syn_inv", "v_th", "v_leak"):
-        value = getattr(g, name, None)
-        if value is not None:
-            grads[name] = value
-    return grads
-
-
 def _reduce(per_neuron: np.ndarray, given) -> float | np.ndarray:
     return float(per_neuron.sum()) if np.ndim(given) == 0 else per_neuron
 
@@ -309,23 +315,11 @@ def neuron_backward(grad_y, tape, grad_final_state=None, *, out: np.ndarray | No
         for recurrent layers) and each learnable parameter by name (the shape it was given
         with: a float for a scalar, (N,) otherwise).
     """
-    if isinstance(tape, F.LIFTape):
-        gfs = None
-        if grad_final_state is not None:
-            gv, gi, gz = _as_tuple(grad_final_state, ("v", "i", "z"))
-            if gz is not None:  # the final spikes are the last step's output
-                grad_y = np.array(grad_y, dtype=tape.z.dtype)
-                grad_y[-1] += gz
-            gfs = (gv, gi)
-        return _wrap_lif(F.lif_backward(grad_y, tape, gfs, out=out))
-    if isinstance(tape, F.LITape):
-        gfs = None if grad_final_state is None else _as_tuple(grad_final_state, ("v", "i"))
-        g = F.li_backward(grad_y, tape, gfs, out=out)
-        grads = Gradients(x=g.x, v0=g.v0, i0=g.i0)
-        for name in ("tau_mem_inv", "tau_syn_inv", "v_leak"):
-            if getattr(g, name, None) is not None:
-                grads[name] = getattr(g, name)
-        return grads
+    for model in registered_models().values():
+        if model.specialised is not None:
+            tuned = model.specialised()
+            if isinstance(tape, tuned.tape_type):
+                return tuned.backward(grad_y, tape, grad_final_state, out)
     if not isinstance(tape, NeuronTape):
         raise TypeError(f"tape must come from neuron_forward, got {type(tape).__name__}")
     if _backend.is_device_array(tape.tape):  # recorded with backend="cuda"
@@ -379,7 +373,29 @@ def neuron_backward(grad_y, tape, grad_final_state=None, *, out: np.ndarray | No
     return grads
 
 
-def _as_tuple(mapping, names):
+def state_tuple(state, names: tuple[str, ...], model: str, p):
+    """An initial state given by name as the ``(v, i[, z])`` tuple of the tuned LIF and LI
+    kernels (a tuple or NamedTuple passes unchanged).
+
+    An empty mapping is no state (the default, whose :math:`v_0 = v_{leak}` passes its
+    gradient to ``v_leak``); a variable left out takes its default value (``v_leak``, 0).
+    """
+    if state is None or isinstance(state, tuple) or not isinstance(state, Mapping):
+        return state
+    unknown = sorted(set(state) - set(names))
+    if unknown:
+        raise ValueError(
+            f"state: unknown variables {unknown} for the {model} model, which has {list(names)}"
+        )
+    given = {k: v for k, v in state.items() if v is not None}
+    if not given:
+        return None
+    defaults = {"v": np.asarray(p.v_leak, np.float64), "i": 0.0, "z": None}
+    return tuple(given.get(k, defaults[k]) for k in names)
+
+
+def final_state_tuple(mapping, names: tuple[str, ...]) -> tuple:
+    """``grad_final_state`` given by name (or as a tuple) as a tuple in the order of ``names``."""
     if isinstance(mapping, Mapping):
         unknown = sorted(set(mapping) - set(names))
         if unknown:
@@ -407,13 +423,16 @@ def neuron_simulate(
     models accept ``record`` names ``"counts"`` (default), ``"spikes"`` and their state
     variables (``"v"``, ``"i"``, ``"b"``, ``"rho"``). Returns a :class:`SimulationRecord`.
     """
-    if isinstance(p, LIFParameters):
-        return F.lif_simulate(
+    model = model_of(p)
+    if model.specialised is not None:
+        simulate_tuned = model.specialised().simulate
+        if simulate_tuned is None:
+            raise ValueError(
+                f"p: neuron_simulate runs spiking models; the {model.name} model emits no spikes"
+            )
+        return simulate_tuned(
             x, p, dt, w_rec, state, steps=steps, record=record, chunk=chunk, backend=backend
         )
-    if isinstance(p, LIParameters):
-        raise ValueError("p: neuron_simulate runs spiking models; the LI readout emits no spikes")
-    model = _model_of(p)
     from .simulate_models import simulate
 
     return simulate(model, x, p, dt, w_rec, state, steps, record, chunk, backend)

@@ -1,16 +1,16 @@
-"""Neuron parameters: :class:`LIFParameters` and :class:`LIParameters`.
+"""Validation shared by the neuron models' parameter classes.
 
-Names and defaults follow Norse (``norse.torch.functional.lif.LIFParameters``) so that a
-model can be moved between the two libraries. Every field is validated when the object
-is built; time constants are also checked against the step ``dt`` when a simulation
-starts (:func:`check_time_step`), because an explicit Euler step with
-``dt * tau_inv >= 1`` is unstable.
+The parameter classes live in their model files (:mod:`numbaspike.models`); names and
+defaults follow Norse so that a model can be moved between the two libraries. Every field is
+validated when the object is built (:class:`SpikingParameters`); time constants are also
+checked against the step ``dt`` when a simulation starts (:func:`check_rates`), because an
+explicit Euler step with ``dt * tau_inv >= 1`` is unstable.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from typing import ClassVar
 
 import numpy as np
@@ -20,10 +20,6 @@ from .surrogates import SURROGATE_CODES, surrogate_code
 ArrayOrScalar = float | np.ndarray
 
 RESET_CODES = {"zero": 0, "subtract": 1}
-
-#: Fields that may be given per neuron (shape ``(N,)``) and have gradients.
-LIF_NEURON_FIELDS = ("tau_mem_inv", "tau_syn_inv", "v_th", "v_leak")
-LI_NEURON_FIELDS = ("tau_mem_inv", "tau_syn_inv", "v_leak")
 
 
 def _as_param(name: str, value, positive: bool = False) -> ArrayOrScalar:
@@ -148,106 +144,6 @@ class SpikingParameters:
         return type(self)(**values)
 
 
-@dataclass(frozen=True, eq=False)
-class LIFParameters(SpikingParameters):
-    r"""Parameters of the current-based leaky integrate-and-fire neuron.
-
-    Each step (explicit Euler, :math:`a_m = dt\,\tau_{mem}^{-1}`, :math:`a_s = dt\,\tau_{syn}^{-1}`):
-
-    .. math::
-
-        i' &= i + x_t \\
-        h &= v + a_m\,(v_{leak} - v + i') \\
-        i &\leftarrow (1 - a_s)\, i' \\
-        z &= H(h - v_{th}) \\
-        v &\leftarrow (1 - z)\,h + z\,v_{reset} \quad\text{(reset="zero")}, \qquad
-        v \leftarrow h - z\,(v_{th} - v_{reset}) \quad\text{(reset="subtract")}
-
-    Parameters
-    ----------
-    tau_syn_inv, tau_mem_inv : float or ndarray of shape (N,)
-        Inverse synaptic and membrane time constants (1/s). Must be positive.
-    v_leak, v_th : float or ndarray of shape (N,)
-        Leak (resting) potential and firing threshold.
-    v_reset : float
-        Potential after a spike for ``reset="zero"``. Must be below ``v_th`` (below every
-        neuron's, if ``v_th`` is per neuron), in both reset modes: a reset at or above
-        threshold puts a driven neuron straight back over it, so that it fires on every
-        step (:func:`check_reset_below_threshold`).
-    surrogate : str
-        Surrogate derivative used in the backward pass; one of
-        :data:`numbaspike.surrogates.SURROGATE_NAMES`.
-    alpha : float
-        Sharpness of the surrogate (positive).
-    reset : {"zero", "subtract"}
-        Reset to ``v_reset`` (Norse) or subtract ``v_th - v_reset`` (soft reset).
-    detach_reset : bool
-        Stop the gradient through ``z`` in the reset term (Norse's recurrent ``lif_step``).
-    smooth : bool
-        Use the surrogate's smooth function ``F`` (with ``F' = s``) instead of the step in
-        the forward pass. The model is then differentiable and its exact gradient is what
-        the backward pass computes, which finite differences can check.
-
-    References
-    ----------
-    Defaults follow Norse (Pehle & Pedersen 2021). SuperSpike: Zenke & Ganguli (2018),
-    Neural Computation 30:1514.
-    """
-
-    tau_syn_inv: ArrayOrScalar = 200.0
-    tau_mem_inv: ArrayOrScalar = 100.0
-    v_leak: ArrayOrScalar = 0.0
-    v_th: ArrayOrScalar = 1.0
-    v_reset: float = 0.0
-    surrogate: str = "superspike"
-    alpha: float = 100.0
-    reset: str = "zero"
-    detach_reset: bool = False
-    smooth: bool = False
-    size: int | None = field(init=False, repr=False, default=None)
-
-    neuron_fields = LIF_NEURON_FIELDS
-    positive_fields = ("tau_syn_inv", "tau_mem_inv")
-
-    def __post_init__(self) -> None:
-        self._validate()
-
-
-@dataclass(frozen=True, eq=False)
-class LIParameters:
-    r"""Parameters of the leaky integrator (non-spiking readout), Norse's ``li_feed_forward_step``.
-
-    .. math::
-
-        i' = i + x_t, \qquad v \leftarrow v + a_m\,(v_{leak} - v + i'), \qquad
-        i \leftarrow (1 - a_s)\, i'
-
-    Parameters
-    ----------
-    tau_syn_inv, tau_mem_inv : float or ndarray of shape (N,)
-        Inverse synaptic and membrane time constants (1/s). Must be positive.
-    v_leak : float or ndarray of shape (N,)
-        Leak (resting) potential.
-    """
-
-    tau_syn_inv: ArrayOrScalar = 200.0
-    tau_mem_inv: ArrayOrScalar = 100.0
-    v_leak: ArrayOrScalar = 0.0
-    size: int | None = field(init=False, repr=False, default=None)
-
-    def __post_init__(self) -> None:
-        for name in LI_NEURON_FIELDS:
-            positive = name.startswith("tau")
-            object.__setattr__(self, name, _as_param(name, getattr(self, name), positive))
-        object.__setattr__(self, "size", _param_size(self, LI_NEURON_FIELDS))
-
-    def replace(self, **changes) -> LIParameters:
-        """A copy with some fields changed (validated again)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
-        values.update(changes)
-        return LIParameters(**values)
-
-
 def check_rates(p, dt: float, names: tuple[str, ...]) -> float:
     """Check ``dt`` and that ``dt * rate < 1`` for each inverse time constant in ``names``."""
     try:
@@ -266,6 +162,24 @@ def check_rates(p, dt: float, names: tuple[str, ...]) -> float:
     return dt
 
 
-def check_time_step(p: LIFParameters | LIParameters, dt: float) -> float:
+def check_time_step(p, dt: float) -> float:
     """Check ``dt`` and that ``dt * tau_inv < 1`` for both time constants; return ``dt``."""
     return check_rates(p, dt, ("tau_mem_inv", "tau_syn_inv"))
+
+
+_MOVED = {
+    "LIFParameters": "lif",
+    "LIF_NEURON_FIELDS": "lif",
+    "LIParameters": "li",
+    "LI_NEURON_FIELDS": "li",
+}
+
+
+def __getattr__(name: str):
+    # The LIF and LI parameter classes live in their model files (numbaspike.models); this
+    # keeps ``numbaspike.params.LIFParameters`` working without an import circle.
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(f"numbaspike.models.{_MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

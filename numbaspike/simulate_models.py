@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .functional import _input_chunks
 from .kernels.neuron_driver import cpu_kernels, run_rows
+from .lif_records import input_chunks
 from .validation import as_float_array, check_all_finite, check_positive_int, sum_is_finite
 
 __all__ = ["SimulationRecord", "simulate"]
@@ -65,7 +65,7 @@ def simulate(model, x, p, dt, w_rec, state, steps, record, chunk, backend) -> Si
     counts = state_now = coeffs = w_t = None
     spikes, traces = [], {name: [] for name in model.state if name in record}
     total = 0
-    for block in _input_chunks(x, steps, chunk):
+    for block in input_chunks(x, steps, chunk):
         block = np.ascontiguousarray(
             as_float_array("x", block, ndim=3, shape_doc="(t, B, N)", check_finite=False)
         )

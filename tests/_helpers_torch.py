@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from reference_torch import li_forward_torch, lif_forward_torch
 
 import numbaspike
+from numbaspike.torch_reference import li_forward_torch, lif_forward_torch
 
 DT = 1e-3
 T, B, N = 40, 3, 7

@@ -51,8 +51,8 @@ def test_serial_and_parallel_variants_have_their_own_cache_entries(tmp_path):
     versa). The snippet runs both."""
     _run(tmp_path)
     index_files = {f for _, _, files in os.walk(tmp_path) for f in files if f.endswith(".nbi")}
-    parallel = [f for f in index_files if f.startswith("work_items._run_items-")]
-    serial = [f for f in index_files if f.startswith("work_items._run_items_serial-")]
+    parallel = [f for f in index_files if f.startswith("parallel_runner._run_items-")]
+    serial = [f for f in index_files if f.startswith("parallel_runner._run_items_serial-")]
     assert parallel and serial, sorted(index_files)
 
 
@@ -68,7 +68,7 @@ print(finite.__file__, sum(stats.cache_hits.values()), sum(stats.cache_misses.va
 def test_an_edit_anywhere_in_the_package_invalidates_its_cached_kernels(tmp_path):
     """Numba stamps a cached function with its own file only: a kernel of ``cpu.py`` would
     be loaded with the old code of an edited ``math.py`` or ``intrinsics.py``. numbaspike's
-    locator adds a digest of the whole package (kernels/cache_stamp.py)."""
+    locator adds a digest of the whole package (compiler/cache_stamp.py)."""
     import numbaspike
 
     copy = tmp_path / "src" / "numbaspike"
@@ -95,7 +95,7 @@ def test_an_edit_anywhere_in_the_package_invalidates_its_cached_kernels(tmp_path
     assert hits_and_misses() == (0, 1)  # compiled and cached
     assert hits_and_misses() == (1, 0)  # loaded
     # an edit of a module other than finite.py, the kernel's own file
-    with open(copy / "kernels" / "intrinsics.py", "a") as module:
+    with open(copy / "compiler" / "intrinsics.py", "a") as module:
         module.write("\n# edited\n")
     assert hits_and_misses() == (0, 1)  # compiled again, not loaded stale
     assert hits_and_misses() == (1, 0)
@@ -104,7 +104,7 @@ def test_an_edit_anywhere_in_the_package_invalidates_its_cached_kernels(tmp_path
 def test_functions_outside_the_package_keep_numbas_locators():
     from numba.core import caching
 
-    from numbaspike.kernels import cache_stamp
+    from numbaspike.compiler import cache_stamp
 
     assert caching.CacheImpl._locator_classes[0] is cache_stamp.PackageSourceLocator
     outside = cache_stamp.PackageSourceLocator.from_function(

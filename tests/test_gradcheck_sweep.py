@@ -4,8 +4,8 @@ Every network is checked by :func:`numbaspike.gradcheck.check_network` with its 
 tolerance, step, stencil and floor; it samples 4 entries per parameter instead of 8 (plus
 the 2 random directions), which saves a third of the time and changes nothing in how each
 check is judged. A FAIL is only acceptable if the gradient is wrong, so each FAIL is judged by
-the independent PyTorch-autograd oracle of ``reference_torch.py`` (it does not import
-numbaspike): if the network's analytic gradients agree with it to 1e-9 (see
+the PyTorch-autograd oracle of ``numbaspike.torch_reference`` (which imports nothing
+else of numbaspike): if the network's analytic gradients agree with it to 1e-9 (see
 :func:`oracle_error`) the FAIL is a *false failure*, which is what these tests forbid; the
 assertion lists every such network by seed and configuration.
 
@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-from reference_torch import li_forward_torch, lif_forward_torch
 
 import numbaspike.gradcheck as gc
 from numbaspike import losses
@@ -33,6 +32,7 @@ from numbaspike.layers import LI, LIF, LIFRecurrent, Linear
 from numbaspike.network import Sequential
 from numbaspike.params import LIFParameters, LIParameters
 from numbaspike.surrogates import SURROGATE_NAMES
+from numbaspike.torch_reference import li_forward_torch, lif_forward_torch
 
 pytestmark = pytest.mark.usefixtures("single_numba_thread")
 
@@ -187,7 +187,7 @@ def _torch_loss(name: str, y, target, loss):
 
 
 def oracle_gradients(d: Draw) -> dict[str, np.ndarray]:
-    """Gradients of the smooth-mode network from ``reference_torch.py`` (PyTorch autograd)."""
+    """Gradients of the smooth-mode network from ``numbaspike.torch_reference`` (PyTorch autograd)."""
     leaves = {
         k: torch.tensor(v, dtype=torch.float64, requires_grad=True)
         for k, v in d.net.parameters().items()

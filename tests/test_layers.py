@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 import torch
-from reference_torch import li_forward_torch, lif_forward_torch
 
 import numbaspike as ns
 from numbaspike import layers as L
 from numbaspike.kernels import projection
 from numbaspike.network import Sequential
+from numbaspike.spike_events import SpikeEvents
+from numbaspike.torch_reference import li_forward_torch, lif_forward_torch
 
 
 def _spikes(rng, shape, rate):
@@ -26,7 +27,7 @@ def test_linear_sparse_and_dense_paths_agree_with_numpy(rate, bias, sparse, monk
     y, tape = lin.forward(x)
     assert tape.sparse == sparse
     if sparse:  # the tape keeps the event list, not the dense input
-        assert tape.x is None and isinstance(tape.events, projection.SpikeEvents)
+        assert tape.x is None and isinstance(tape.events, SpikeEvents)
     else:
         assert tape.events is None and np.shares_memory(tape.x, x)
     expected = x @ lin.weight.T + (lin.parameters()["bias"] if bias else 0)

@@ -1,4 +1,4 @@
-"""The register tiles of the recurrent backward product (kernels.intrinsics.matmul_rows)
+"""The register tiles of the recurrent backward product (compiler.intrinsics.matmul_rows)
 against NumPy, and the property both recurrent kernels rely on: however the product is
 split into tiles, every entry has the same bits."""
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from numbaspike.kernels import intrinsics
+from numbaspike.compiler import intrinsics
 from numbaspike.kernels.cpu import _recurrent_grad, _rows_times_matrix
 
 

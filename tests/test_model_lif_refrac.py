@@ -25,12 +25,12 @@ import numba
 import numpy as np
 import pytest
 import torch
-from reference_models_torch import lif_refrac_forward_torch
 
 import numbaspike
 from numbaspike.models import LIF_REFRAC, LIFRefracParameters, model_named, model_of
 from numbaspike.neuron import neuron_backward, neuron_forward
 from numbaspike.params import LIFParameters
+from numbaspike.torch_reference import lif_refrac_forward_torch
 
 DT = 1e-3
 T, B, N = 40, 3, 5

@@ -19,12 +19,12 @@ import numba
 import numpy as np
 import pytest
 import torch
-from reference_models_torch import lsnn_forward_torch
 
 import numbaspike
 from numbaspike.functional import LIFState
 from numbaspike.models import LSNN, LSNNParameters, model_named
 from numbaspike.neuron import neuron_backward, neuron_forward
+from numbaspike.torch_reference import lsnn_forward_torch
 
 DT = 1e-3
 T, B, N = 40, 3, 6

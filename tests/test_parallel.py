@@ -178,13 +178,13 @@ def test_import_after_numpy_restarts_openblas_with_the_short_timeout():
     import subprocess
     import sys
 
-    from numbaspike.blas_spin import loaded_openblas_paths
+    from numbaspike.runtime.openblas_spinning import loaded_openblas_paths
 
     if not loaded_openblas_paths():
         pytest.skip("NumPy here does not use OpenBLAS")
     code = (
         "import numpy as np; a = np.ones((256, 256)); a @ a; import ctypes, numbaspike; "
-        "from numbaspike.blas_spin import loaded_openblas_paths as paths; "
+        "from numbaspike.runtime.openblas_spinning import loaded_openblas_paths as paths; "
         "print([ctypes.CDLL(p).openblas_thread_timeout() for p in paths()]); "
         "b = np.arange(65536.0).reshape(256, 256); print(float((b @ b).sum()))"
     )
@@ -268,7 +268,7 @@ def test_default_threading_layer_is_openmp_where_it_loads():
 
     code = (
         "import numbaspike, numba\n"
-        "from numbaspike.threads import _openmp_loads\n"
+        "from numbaspike.runtime.threads import _openmp_loads\n"
         "print(numba.config.THREADING_LAYER, _openmp_loads())"
     )
     env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_THREADING_LAYER"}

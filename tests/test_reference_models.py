@@ -23,10 +23,11 @@ import zlib
 import numpy as np
 import pytest
 import reference_models_numpy as ref_np
-import reference_models_torch as ref_t
 import torch
 from reference_numpy import lif_reference
-from reference_torch import SURROGATES, lif_forward_torch
+
+import numbaspike.torch_reference as ref_t
+from numbaspike.torch_reference import SURROGATES, lif_forward_torch
 
 DT = 1e-3
 T, B, N = 40, 3, 5

@@ -18,7 +18,6 @@ import pytest
 import torch
 from _helpers_torch import ALPHAS
 from reference_numpy import surrogate_s as np_surrogate_s
-from reference_torch import SURROGATES, lif_forward_torch
 
 import numbaspike as ns
 from numbaspike import compact_tape
@@ -27,6 +26,7 @@ from numbaspike.layers import LI, LIF, LIFRecurrent, Linear
 from numbaspike.losses import MaxOverTimeCrossEntropy
 from numbaspike.network import Sequential
 from numbaspike.optim import Adam
+from numbaspike.torch_reference import SURROGATES, lif_forward_torch
 from numbaspike.train import train_step
 
 T, B, N = 30, 3, 9

@@ -36,10 +36,10 @@ from _helpers_torch import (
     run_lif_numbaspike,
     run_lif_torch,
 )
-from reference_torch import SURROGATES, smooth_fn, spike_fn, surrogate_F, surrogate_s
 
 import numbaspike
 from numbaspike.surrogates import SURROGATE_KINKS
+from numbaspike.torch_reference import SURROGATES, smooth_fn, spike_fn, surrogate_F, surrogate_s
 
 SURROGATE_LIST = list(SURROGATES)
 RESETS = ["zero", "subtract"]

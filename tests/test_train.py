@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from reference_torch import li_forward_torch, lif_forward_torch
 
 import numbaspike as ns
 from numbaspike import data
@@ -12,6 +11,7 @@ from numbaspike.layers import LI, LIFRecurrent, Linear
 from numbaspike.losses import FiringRateRegularizer, MaxOverTimeCrossEntropy
 from numbaspike.network import Sequential
 from numbaspike.optim import SGD, Adam
+from numbaspike.torch_reference import li_forward_torch, lif_forward_torch
 from numbaspike.train import TrainingDivergedError, evaluate, fit, train_step
 
 

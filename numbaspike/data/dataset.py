@@ -481,7 +481,7 @@ class SpikeDataset(LabeledDataset):
 
         Returns
         -------
-        numbaspike.kernels.projection.SpikeEvents
+        numbaspike.spike_events.SpikeEvents
             Of shape ``(T·B, N)`` with ``steps = T``: row ``t·B + b`` holds the inputs that
             spiked at step ``t`` of sample ``b`` (several spikes in one bin count once, as
             in :meth:`dense`); ``values`` is None (all spikes are 1).

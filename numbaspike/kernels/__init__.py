@@ -3,6 +3,6 @@
 Importing this package makes Numba's on-disk cache of numbaspike's kernels depend on the
 whole package's source (:mod:`.cache_stamp`), before any kernel is defined."""
 
-from .cache_stamp import install as _install_cache_stamp
+from ..compiler.cache_stamp import install as _install_cache_stamp
 
 _install_cache_stamp()

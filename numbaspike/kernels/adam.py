@@ -12,7 +12,7 @@ vectorises (with the Python model, each division's zero check kept it scalar).
 
 Arrays of at least :data:`PARALLEL_MIN_SIZE` entries are updated by both threads, in
 blocks of :data:`BLOCK` entries (work items of the shared runner,
-:mod:`~numbaspike.kernels.work_items`); element by element, so the result does not depend
+:mod:`~numbaspike.compiler.parallel_runner`); element by element, so the result does not depend
 on the thread count. On the 2-core reference machine an Adam step on the SHD network's
 250 000 parameters (gradient checks included) took 1.05-1.12 ms with the serial update and
 0.59-0.71 ms with this one (medians of 300 steps, alternated processes).
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .work_items import ItemKernel, blocks_of, first_length, parallel_from
+from ..compiler.parallel_runner import ItemKernel, blocks_of, first_length, parallel_from
 
 __all__ = ["adam_update", "BLOCK", "PARALLEL_MIN_SIZE"]
 

@@ -42,19 +42,21 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads, prange
 
-from ..threads import parallel_allowed
-from . import math as _m
-from . import scratch
-from .intrinsics import (
+from ..compiler.intrinsics import (
     matmul_1_row,
     matmul_4_rows,
     matmul_8_rows,
     prefetch_read,
     prefetch_write,
 )
-from .jit import njit
+from ..compiler.mode_pruning import njit
+from ..compiler.parallel_runner import ItemKernel, blocks_of, item_ranges, one_item_each
+from ..models import li as _li
+from ..models import lif as _lif
+from ..runtime import array_pool
+from ..runtime.threads import parallel_allowed
+from . import math as _m
 from .vector_math import exp_nonpositive, like
-from .work_items import ItemKernel, blocks_of, item_ranges, one_item_each
 
 # Scalar device functions, compiled from the single source in kernels/math.py. Functions
 # that divide use NumPy's error model (IEEE inf/NaN; their divisors are never 0 for
@@ -63,10 +65,10 @@ from .work_items import ItemKernel, blocks_of, item_ranges, one_item_each
 # divides (the SuperSpike surrogate loop ran one scalar division per element).
 surrogate_grad = njit(cache=True, error_model="numpy")(_m.surrogate_grad)
 surrogate_smooth = njit(cache=True, error_model="numpy")(_m.surrogate_smooth)
-membrane_step = njit(cache=True)(_m.membrane_step)
-reset_step = njit(cache=True)(_m.reset_step)
-lif_adjoint_step = njit(cache=True)(_m.lif_adjoint_step)
-li_adjoint_step = njit(cache=True)(_m.li_adjoint_step)
+membrane_step = njit(cache=True)(_lif.membrane_step)
+reset_step = njit(cache=True)(_lif.reset_step)
+lif_adjoint_step = njit(cache=True)(_lif.lif_adjoint_step)
+li_adjoint_step = njit(cache=True)(_li.li_adjoint_step)
 
 #: Neurons per parallel work item of the recurrent kernels that run one step at a time.
 BLOCK = 256
@@ -679,7 +681,7 @@ def _lif_recurrent_forward_row(
 def _rows_times_matrix(a, t, b0, rows, w, w_col, m, out, o_row, o_col):
     """``out[o_row + r, o_col : o_col + m] = a[t, b0 + r] @ w[:, w_col : w_col + m]`` for
     ``r < rows``, in register tiles of 8, 4 or 1 rows
-    (:func:`~numbaspike.kernels.intrinsics.matmul_rows`). Every entry is one chain of fused
+    (:func:`~numbaspike.compiler.intrinsics.matmul_rows`). Every entry is one chain of fused
     multiply-adds over the rows of ``w`` in order, so the batch-parallel and the stepwise
     kernels, which tile the product differently, agree bit for bit."""
     r = 0
@@ -1011,7 +1013,7 @@ def _recurrent_work(args) -> int:
 def parallel_by_work(work):
     """``parallel(args)`` for :class:`~.work_items.ItemKernel`: at least
     :data:`SERIAL_WORK` of ``work(args)``, and parallel regions allowed
-    (:func:`numbaspike.threads.parallel_allowed`)."""
+    (:func:`numbaspike.runtime.threads.parallel_allowed`)."""
 
     def parallel(args) -> bool:
         return work(args) >= SERIAL_WORK and parallel_allowed()
@@ -1094,9 +1096,7 @@ def _view_as(a: np.ndarray, shape: tuple) -> np.ndarray:
 
 def _per_element(batch: int, *params: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per-neuron values (N,) repeated for each of ``batch`` rows: (B*N,) each. Fresh
-    arrays: B*N values per parameter, against the T*B*N steps of the kernel that reads them
-    (a scratch array would compete with the weight-gradient partials for
-    :mod:`.scratch`'s few places)."""
+    arrays: B*N values per parameter, against the T*B*N steps of the kernel that reads them."""
     return tuple(np.tile(param, batch) for param in params)
 
 
@@ -1248,7 +1248,7 @@ def recurrent_weight_grad(gx, h, bits, v_th, z0, sg_code, alpha, smooth, grad_w)
     n_steps, batch, n = gx.shape
     chunks = max(1, min(WEIGHT_GRAD_CHUNKS, n_steps * batch))
     if chunks * n * n * grad_w.itemsize <= WEIGHT_GRAD_PARTIALS_BUDGET:
-        partials = scratch.empty("recurrent_weight_grad", (chunks, n, n), grad_w.dtype)
+        partials = array_pool.empty((chunks, n, n), grad_w.dtype)
         _weight_grad_partials(gx, h, bits, v_th, z0, sg_code, alpha, smooth, partials)
         sum_partials(partials, grad_w)
     else:

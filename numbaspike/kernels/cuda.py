@@ -50,6 +50,8 @@ import numpy as np
 from numba import config, cuda
 from numba.core.errors import NumbaPerformanceWarning
 
+from ..models import li as _li
+from ..models import lif as _lif
 from . import math as _m
 
 # The small bookkeeping launches (finiteness flag, per-neuron reductions) use a few blocks on
@@ -63,10 +65,10 @@ warnings.filterwarnings(
 # Scalar device functions, compiled from the single source in kernels/math.py.
 surrogate_grad = cuda.jit(device=True)(_m.surrogate_grad)
 surrogate_smooth = cuda.jit(device=True)(_m.surrogate_smooth)
-membrane_step = cuda.jit(device=True)(_m.membrane_step)
-reset_step = cuda.jit(device=True)(_m.reset_step)
-lif_adjoint_step = cuda.jit(device=True)(_m.lif_adjoint_step)
-li_adjoint_step = cuda.jit(device=True)(_m.li_adjoint_step)
+membrane_step = cuda.jit(device=True)(_lif.membrane_step)
+reset_step = cuda.jit(device=True)(_lif.reset_step)
+lif_adjoint_step = cuda.jit(device=True)(_lif.lif_adjoint_step)
+li_adjoint_step = cuda.jit(device=True)(_li.li_adjoint_step)
 
 #: Threads per block of the neuron kernels (a multiple of the 32-thread warp on a GPU).
 THREADS_PER_BLOCK = 128

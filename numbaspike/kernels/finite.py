@@ -7,7 +7,7 @@ Counting those entries is an integer loop that vectorises with no fast-math flag
 reduction (``np.add.reduce``, which :func:`numbaspike.validation.sum_is_finite` uses). A
 parallel version (a ``prange`` loop) took 0.14 (0.40) ms, but its compilation added about a
 second to the cold start of every training step. The count is therefore made of work items
-of the shared parallel runner (:mod:`~numbaspike.kernels.work_items`), which compile like
+of the shared parallel runner (:mod:`~numbaspike.compiler.parallel_runner`), which compile like
 any serial function: blocks of :data:`BLOCK` entries, each counted into its own slot and
 summed after, on both threads from :data:`PARALLEL_MIN_SIZE` entries. A (6400, 700) float32
 array (the SHD step's input) took 0.86-1.7 ms serially and 0.46-0.55 ms so; a (6400, 256)
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .work_items import ItemKernel, blocks_of, first_length, parallel_from
+from ..compiler.parallel_runner import ItemKernel, blocks_of, first_length, parallel_from
 
 __all__ = ["count_non_finite", "BLOCK", "PARALLEL_MIN_SIZE"]
 

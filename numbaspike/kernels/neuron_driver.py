@@ -40,6 +40,11 @@ def spike(u, code, alpha, smooth):
     return 1.0 if u > 0.0 else 0.0
 
 
+def _compile_scalar(function):
+    """A model file's scalar function, compiled for the CPU to be inlined into a step."""
+    return njit(inline="always", error_model="numpy")(function)
+
+
 _POOL: ThreadPoolExecutor | None = None
 
 
@@ -89,8 +94,8 @@ def cpu_kernels(model, modes: tuple):
     key = (model.name, int(code), int(reset), bool(detach), bool(smooth))
     kernels = _KERNELS.get(key)
     if kernels is None:
-        step = model.make_step(spike, surrogate_grad)
-        adjoint = model.make_adjoint(spike, surrogate_grad)
+        step = model.make_step(spike, surrogate_grad, _compile_scalar)
+        adjoint = model.make_adjoint(spike, surrogate_grad, _compile_scalar)
         kernels = _KERNELS[key] = _build(step, adjoint, *key[1:])
     return kernels
 

@@ -53,6 +53,11 @@ def spike(u, code, alpha, smooth):
     return 1.0 if u > 0.0 else 0.0
 
 
+def _compile_scalar(function):
+    """A model file's scalar function, compiled as a CUDA device function for a step."""
+    return cuda.jit(device=True)(function)
+
+
 class CudaKernels(NamedTuple):
     """The launchers of one model; unpacks as ``forward, backward`` like ``cpu_kernels``."""
 
@@ -96,8 +101,8 @@ def cuda_kernels(model, modes: tuple) -> CudaKernels:
     key = (model.name, int(code), int(reset), bool(detach), bool(smooth))
     kernels = _KERNELS.get(key)
     if kernels is None:
-        step = model.make_step(spike, surrogate_grad)
-        adjoint = model.make_adjoint(spike, surrogate_grad)
+        step = model.make_step(spike, surrogate_grad, _compile_scalar)
+        adjoint = model.make_adjoint(spike, surrogate_grad, _compile_scalar)
         kernels = _KERNELS[key] = _build(step, adjoint, *key[1:])
     return kernels
 

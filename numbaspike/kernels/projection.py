@@ -18,19 +18,18 @@ every result is the same bit for bit whatever the number of threads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from ..threads import parallel_allowed
+from ..compiler.intrinsics import WORD as _WORD
+from ..compiler.intrinsics import popcount as _popcount
+from ..compiler.intrinsics import trailing_zeros as _trailing_zeros
+from ..compiler.mode_pruning import njit
+from ..compiler.parallel_runner import ItemKernel, blocks_of, one_item_each
+from ..runtime import array_pool
+from ..runtime.threads import parallel_allowed
+from ..spike_events import SpikeEvents
 from ..validation import FLOAT_DTYPES
-from . import scratch
 from .cpu import _zero_partial, sum_partials
-from .intrinsics import WORD as _WORD
-from .intrinsics import popcount as _popcount
-from .intrinsics import trailing_zeros as _trailing_zeros
-from .jit import njit
-from .work_items import ItemKernel, blocks_of, one_item_each
 
 __all__ = [
     "SpikeEvents",
@@ -60,54 +59,6 @@ COL_BLOCK = 16
 # --------------------------------------------------------------------------------------
 # Event list
 # --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class SpikeEvents:
-    """The non-zero entries of a 2-D array ``x`` (M, n_in), row by row (CSR).
-
-    Attributes
-    ----------
-    row_ptr : ndarray of int64, shape (M + 1,)
-        The events of row ``m`` are ``row_ptr[m]:row_ptr[m + 1]``; ``row_ptr[M]`` is ``nnz``.
-    cols : ndarray of int32, shape (nnz,)
-        Column (input index) of each event, increasing within a row.
-    values : ndarray of ``dtype``, shape (nnz,), or None
-        Value of each event; None when every non-zero value is exactly 1 (spikes).
-    shape : tuple of int
-        ``(M, n_in)``, the shape of ``x``.
-    dtype : numpy.dtype
-        The dtype of ``x``.
-    steps : int or None
-        For the events of a time-major batch (T, B, n_in) seen as ``M = T·B`` rows: ``T``
-        (row ``t·B + b`` is step ``t`` of sample ``b``). A :class:`~numbaspike.layers.Linear`
-        layer takes such events as its input (see
-        :meth:`numbaspike.data.SpikeDataset.batch_events`).
-    """
-
-    row_ptr: np.ndarray
-    cols: np.ndarray
-    values: np.ndarray | None
-    shape: tuple[int, int]
-    dtype: np.dtype
-    steps: int | None = None
-
-    @property
-    def nnz(self) -> int:
-        """Number of events (non-zero entries)."""
-        return int(self.cols.shape[0])
-
-    @property
-    def density(self) -> float:
-        """Fraction of the entries of ``x`` that are events."""
-        return self.nnz / max(1, self.shape[0] * self.shape[1])
-
-    def to_dense(self) -> np.ndarray:
-        """The dense array (M, n_in) that the events describe (``-0.0`` reads back as ``0.0``)."""
-        out = np.zeros(self.shape, self.dtype)
-        rows = np.repeat(np.arange(self.shape[0]), np.diff(self.row_ptr))
-        out[rows, self.cols] = 1 if self.values is None else self.values
-        return out
 
 
 def spike_events(x) -> SpikeEvents:
@@ -491,7 +442,7 @@ def events_weight_grad(events: SpikeEvents, grad_y, grad_w):
         raise ValueError("grad_w must be a writeable C-contiguous array")
     chunks = min(ROW_CHUNKS, max(1, m_rows))
     if chunks * n_in * n_out * grad_w.itemsize <= PARTIALS_BUDGET:
-        partials = scratch.empty("events_weight_grad", (chunks, n_in, n_out), grad_w.dtype)
+        partials = array_pool.empty((chunks, n_in, n_out), grad_w.dtype)
         _weight_grad_partials(events.row_ptr, events.cols, events.values, grad_y, partials)
         sum_partials(partials, grad_w)
     else:

@@ -31,6 +31,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..compiler.intrinsics import WORD, popcount, trailing_zeros
+from ..compiler.mode_pruning import njit
+from ..compiler.parallel_runner import ItemKernel, one_item_each, parts_of
 from .cpu import (
     _adjoint_row,
     _prefetch_step,
@@ -38,9 +41,6 @@ from .cpu import (
     parallel_by_work,
     surrogate_grad,
 )
-from .intrinsics import WORD, popcount, trailing_zeros
-from .jit import njit
-from .work_items import ItemKernel, one_item_each, parts_of
 
 
 @njit(inline="always")

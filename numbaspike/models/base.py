@@ -34,7 +34,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NeuronModel", "register", "model_of", "model_named", "registered_models"]
+__all__ = [
+    "NeuronModel",
+    "Specialisation",
+    "register",
+    "model_of",
+    "model_named",
+    "registered_models",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,11 +65,13 @@ class NeuronModel:
         Rows ``K`` of the tape.
     grad_rows : tuple of str
         Rows of the parameter-gradient accumulators.
-    make_step, make_adjoint : callable ``(spike, surrogate_grad) -> function``
-        Build the scalar step ``step(state, coeffs, modes, x, tape, t, b, n) -> z`` and
-        adjoint ``adjoint(gstate, coeffs, modes, gz, state0, tape, t, b, n, gp) -> gx``
+    make_step, make_adjoint : callable ``(spike, surrogate_grad, compile_scalar) -> function``
+        Build the scalar step ``step(state, coeffs, modes, x, tape, t, b, n) -> y`` and
+        adjoint ``adjoint(gstate, coeffs, modes, gy, state0, tape, t, b, n, gp) -> gx``
         from the target's compiled ``spike(u, code, alpha, smooth)`` and
-        ``surrogate_grad(code, u, alpha)``.
+        ``surrogate_grad(code, u, alpha)``; ``compile_scalar(f)`` compiles a plain scalar
+        function of the model file for the same target, so that the step can call it.
+        ``y`` is the layer's output: the spikes, or the membrane of a readout (LI).
     parameter_grads : callable ``(sums (P, N), dt) -> dict``
         Gradients of the learnable parameters, per neuron, from the batch-summed accumulators.
     initial_state : callable ``(p, n) -> dict``
@@ -74,6 +83,35 @@ class NeuronModel:
         ``(surrogate code, alpha, reset code, detach_reset, smooth)``.
     check : callable ``(p, dt) -> None``
         Validation of ``p`` against the time step (stable Euler steps).
+    specialised : callable ``() -> Specialisation``, optional
+        Hand-tuned kernels of the same equations that the functional API and the layers use
+        instead of the generic driver (LIF and LI); called on first use, so that a model
+        file need not import them.
+    spiking : bool
+        Whether the layer's output is spikes (False for a readout such as LI, whose output
+        is its membrane).
+
+    Notes
+    -----
+    Three optional hooks let :mod:`numbaspike.gradcheck` check a model's smooth-mode
+    gradients with finite differences (None: that check is not available for the model):
+
+    ``kink_arguments(tape) -> ndarray (T, B, N)``
+        The argument :math:`u` of the spike function at every step (e.g. ``h - v_th``, LSNN's
+        ``v_d - b_d``), from a :class:`~numbaspike.neuron.NeuronTape` (float64); ``inf`` where
+        the spike's value is not used (a refractory step). A finite-difference stencil that
+        moves some :math:`u` across a kink of the surrogate's ``F`` is excluded and counted.
+    ``discrete_signature(tape) -> ndarray or None``
+        Discrete values of the forward pass that carry no derivative (LIFRefrac's refractory
+        masks); a stencil that changes any of them is excluded and counted like a kink.
+    ``replay(x, p, dt, w_rec=None, state=None, held=None) -> (z, u, final_state, discrete)``
+        The smooth-mode forward pass in NumPy (float64): ``x`` (T, B, N), the recurrent
+        weights, the initial state by name (``"z"`` for the recurrent product; defaults as
+        the model's), and ``held`` (T, B, N): the spikes that the ``detach_reset`` terms
+        (the reset, LSNN's threshold jump) use instead of the computed ones (None: the
+        computed ones). Returns the spikes, the ``kink_arguments``, the final state by name
+        and the ``discrete_signature``. With ``held`` it is the function whose gradient the
+        detached backward computes, which finite differences can then check.
     """
 
     name: str
@@ -91,6 +129,36 @@ class NeuronModel:
     initial_state_owner: Mapping[str, str]
     modes: Callable[[Any, np.dtype], tuple]
     check: Callable[[Any, float], None]
+    specialised: Callable[[], Specialisation] | None = None
+    spiking: bool = True
+    # gradient checking (numbaspike.gradcheck); optional, documented in the Notes above
+    kink_arguments: Callable[[Any], np.ndarray] | None = None
+    discrete_signature: Callable[[Any], np.ndarray] | None = None
+    replay: Callable | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Specialisation:
+    """Hand-tuned kernels that replace the generic driver for one model.
+
+    They compute what the model's step and adjoint compute on the generic driver (a test
+    checks the two against each other) and keep the functional API's conventions.
+
+    Attributes
+    ----------
+    tape_type : type
+        The type of the tapes ``forward`` returns (selects ``backward``).
+    forward : callable ``(x, p, dt, w_rec, state, **options) -> (y, tape)``
+    backward : callable ``(grad_y, tape, grad_final_state, out) -> Gradients``
+    simulate : callable or None
+        Forward-only simulation (:func:`~numbaspike.neuron_simulate`); None for a model
+        that emits no spikes.
+    """
+
+    tape_type: type
+    forward: Callable
+    backward: Callable
+    simulate: Callable | None
 
 
 _REGISTRY: dict[str, NeuronModel] = {}

@@ -91,7 +91,7 @@ def _coefficients(p: LIFBoxParameters, dt: float, n: int, dtype) -> np.ndarray:
     )
 
 
-def _make_step(spike, surrogate_grad):
+def _make_step(spike, surrogate_grad, compile_scalar):
     def step(state, c, modes, x, tape, t, b, n):
         code, alpha, reset, detach, smooth = modes
         v = state[0, b, n]
@@ -111,7 +111,7 @@ def _make_step(spike, surrogate_grad):
     return step
 
 
-def _make_adjoint(spike, surrogate_grad):
+def _make_adjoint(spike, surrogate_grad, compile_scalar):
     def adjoint(gstate, c, modes, gz, state0, tape, t, b, n, gp):
         code, alpha, reset, detach, smooth = modes
         a_m = c[0, n]
@@ -145,6 +145,38 @@ def _parameter_grads(sums: np.ndarray, dt: float) -> dict[str, np.ndarray]:
     return {"tau_mem_inv": dt * sums[0], "v_leak": sums[1], "v_th": sums[2]}
 
 
+def _per_neuron(value, n: int) -> np.ndarray:
+    return np.broadcast_to(np.asarray(value, np.float64), (n,))
+
+
+def _kink_arguments(tape) -> np.ndarray:
+    """``h - v_th`` at every step (T, B, N): the argument of the spike function."""
+    return np.asarray(tape.tape[0], np.float64) - tape.coeffs[2]
+
+
+def _replay(x, p: LIFBoxParameters, dt: float, w_rec=None, state=None, held=None):
+    """The smooth-mode forward in NumPy, the reset using ``held`` (T, B, N) if given (the
+    ``replay`` hook of :class:`~numbaspike.models.base.NeuronModel`)."""
+    from ..surrogates import surrogate_forward
+
+    n_steps, batch, n = x.shape
+    a_m = dt * _per_neuron(p.tau_mem_inv, n)
+    v_leak, v_th = _per_neuron(p.v_leak, n), _per_neuron(p.v_th, n)
+    state = {} if state is None else state
+    v = np.broadcast_to(state.get("v", v_leak), (batch, n)).astype(np.float64)
+    z = np.broadcast_to(state.get("z", 0.0), (batch, n)).astype(np.float64)
+    zs, us = np.empty((n_steps, batch, n)), np.empty((n_steps, batch, n))
+    for t in range(n_steps):
+        x_t = x[t] if w_rec is None else x[t] + z @ w_rec.T
+        h = v + a_m * ((v_leak - v) + x_t)
+        us[t] = h - v_th
+        zs[t] = z = surrogate_forward(p.surrogate, us[t], p.alpha)
+        zr = z if held is None else held[t]
+        v = (1.0 - zr) * h + zr * p.v_reset if p.reset == "zero" else h - zr * (v_th - p.v_reset)
+    final = {"v": v} if w_rec is None else {"v": v, "z": z}
+    return zs, us, final, None
+
+
 LIF_BOX = register(
     NeuronModel(
         name="lif_box",
@@ -168,5 +200,7 @@ LIF_BOX = register(
             bool(p.smooth),
         ),
         check=lambda p, dt: check_rates(p, dt, ("tau_mem_inv",)),
+        kink_arguments=_kink_arguments,
+        replay=_replay,
     )
 )

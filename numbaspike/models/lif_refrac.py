@@ -86,9 +86,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..params import LIFParameters, _as_param, check_rates, check_reset_below_threshold
+from ..params import _as_param, check_rates, check_reset_below_threshold
 from ..validation import neuron_array
 from .base import NeuronModel, register
+from .lif import LIFParameters
 
 __all__ = ["LIFRefracParameters", "LIF_REFRAC"]
 
@@ -238,7 +239,7 @@ def _coefficients(p: LIFRefracParameters, dt: float, n: int, dtype) -> np.ndarra
     )
 
 
-def _make_step(spike, surrogate_grad):
+def _make_step(spike, surrogate_grad, compile_scalar):
     def step(state, c, modes, x, tape, t, b, n):
         code, alpha, reset, detach, smooth = modes
         v = state[0, b, n]
@@ -269,7 +270,7 @@ def _make_step(spike, surrogate_grad):
     return step
 
 
-def _make_adjoint(spike, surrogate_grad):
+def _make_adjoint(spike, surrogate_grad, compile_scalar):
     def adjoint(gstate, c, modes, gz, state0, tape, t, b, n, gp):
         code, alpha, reset, detach, smooth = modes
         a_m = c[0, n]
@@ -337,6 +338,62 @@ def _modes(p: LIFRefracParameters, dtype) -> tuple:
     )
 
 
+def _kink_arguments(tape) -> np.ndarray:
+    """``h - v_th`` at every step (T, B, N), ``inf`` at refractory steps (their spike is
+    masked: its value is not used)."""
+    u = np.asarray(tape.tape[0], np.float64) - tape.coeffs[3]
+    return np.where(tape.tape[3] != 0.0, np.inf, u)
+
+
+def _discrete_signature(tape) -> np.ndarray:
+    """The refractory masks (T, B, N): a plain step, also in smooth mode."""
+    return np.asarray(tape.tape[3]) != 0.0
+
+
+def _replay(x, p: LIFRefracParameters, dt: float, w_rec=None, state=None, held=None):
+    """The smooth-mode forward in NumPy, the reset using ``held`` (T, B, N) if given (the
+    ``replay`` hook of :class:`~numbaspike.models.base.NeuronModel`); the masks are returned
+    as the discrete signature."""
+    from ..surrogates import surrogate_forward
+
+    n_steps, batch, n = x.shape
+
+    def per_neuron(name: str) -> np.ndarray:
+        return np.broadcast_to(np.asarray(getattr(p, name), np.float64), (n,))
+
+    a_m, decay_s = dt * per_neuron("tau_mem_inv"), 1.0 - dt * per_neuron("tau_syn_inv")
+    v_leak, v_th, rho_reset = per_neuron("v_leak"), per_neuron("v_th"), per_neuron("rho_reset")
+    state = {} if state is None else state
+
+    def initial(name: str, default) -> np.ndarray:
+        return np.broadcast_to(state.get(name, default), (batch, n)).astype(np.float64)
+
+    v, i, rho, z = initial("v", v_leak), initial("i", 0.0), initial("rho", 0.0), initial("z", 0.0)
+    zs, us = np.empty((n_steps, batch, n)), np.empty((n_steps, batch, n))
+    masks = np.empty((n_steps, batch, n), bool)
+    for t in range(n_steps):
+        x_t = x[t] if w_rec is None else x[t] + z @ w_rec.T
+        i1 = i + x_t
+        h = v + a_m * ((v_leak - v) + i1)
+        u = h - v_th
+        z_new = surrogate_forward(p.surrogate, u, p.alpha)
+        masks[t] = m = rho > 0.0
+        us[t] = np.where(m, np.inf, u)
+        zs[t] = z = np.where(m, 0.0, z_new)
+        zr = z_new if held is None else held[t]
+        if p.reset == "zero":
+            v_new = (1.0 - zr) * h + zr * p.v_reset
+        else:
+            v_new = h - zr * (v_th - p.v_reset)
+        v = np.where(m, v, v_new)
+        i = i1 * decay_s
+        rho = (1.0 - z) * np.maximum(rho - m, 0.0) + z * rho_reset
+    final = {"v": v, "i": i, "rho": rho}
+    if w_rec is not None:
+        final["z"] = z
+    return zs, us, final, masks
+
+
 LIF_REFRAC = register(
     NeuronModel(
         name="lif_refrac",
@@ -354,5 +411,8 @@ LIF_REFRAC = register(
         initial_state_owner={"v": "v_leak"},
         modes=_modes,
         check=lambda p, dt: check_rates(p, dt, ("tau_mem_inv", "tau_syn_inv")),
+        kink_arguments=_kink_arguments,
+        discrete_signature=_discrete_signature,
+        replay=_replay,
     )
 )

@@ -131,7 +131,7 @@ def _coefficients(p: LSNNParameters, dt: float, n: int, dtype) -> np.ndarray:
     )
 
 
-def _make_step(spike, surrogate_grad):
+def _make_step(spike, surrogate_grad, compile_scalar):
     def step(state, c, modes, x, tape, t, b, n):
         code, alpha, reset, detach, smooth = modes
         v = state[0, b, n]
@@ -155,7 +155,7 @@ def _make_step(spike, surrogate_grad):
     return step
 
 
-def _make_adjoint(spike, surrogate_grad):
+def _make_adjoint(spike, surrogate_grad, compile_scalar):
     def adjoint(gstate, c, modes, gz, state0, tape, t, b, n, gp):
         code, alpha, reset, detach, smooth = modes
         a_m = c[0, n]
@@ -231,6 +231,55 @@ def _modes(p: LSNNParameters, dtype) -> tuple:
     )
 
 
+def _kink_arguments(tape) -> np.ndarray:
+    """``v_d - b_d`` at every step (T, B, N), from the state before it (the tape) with the
+    forward's own expressions: the argument of the spike function."""
+    c = tape.coeffs
+    v, i, thr = (np.asarray(row, np.float64) for row in tape.tape[:3])
+    v_d = v + c[0] * ((c[3] - v) + i)
+    b_d = thr + c[2] * (c[4] - thr)
+    return v_d - b_d
+
+
+def _replay(x, p: LSNNParameters, dt: float, w_rec=None, state=None, held=None):
+    """The smooth-mode forward in NumPy, the reset and the threshold jump using ``held``
+    (T, B, N) if given (the ``replay`` hook of :class:`~numbaspike.models.base.NeuronModel`)."""
+    from ..surrogates import surrogate_forward
+
+    n_steps, batch, n = x.shape
+
+    def per_neuron(name: str) -> np.ndarray:
+        return np.broadcast_to(np.asarray(getattr(p, name), np.float64), (n,))
+
+    a_m, a_b = dt * per_neuron("tau_mem_inv"), dt * per_neuron("tau_adapt_inv")
+    decay_s = 1.0 - dt * per_neuron("tau_syn_inv")
+    v_leak, v_th, beta = per_neuron("v_leak"), per_neuron("v_th"), per_neuron("beta")
+    state = {} if state is None else state
+
+    def initial(name: str, default) -> np.ndarray:
+        return np.broadcast_to(state.get(name, default), (batch, n)).astype(np.float64)
+
+    v, i, thr, z = initial("v", v_leak), initial("i", 0.0), initial("b", v_th), initial("z", 0.0)
+    zs, us = np.empty((n_steps, batch, n)), np.empty((n_steps, batch, n))
+    for t in range(n_steps):
+        x_t = x[t] if w_rec is None else x[t] + z @ w_rec.T
+        v_d = v + a_m * ((v_leak - v) + i)
+        b_d = thr + a_b * (v_th - thr)
+        us[t] = v_d - b_d
+        zs[t] = z = surrogate_forward(p.surrogate, us[t], p.alpha)
+        zr = z if held is None else held[t]
+        if p.reset == "zero":
+            v = (1.0 - zr) * v_d + zr * p.v_reset
+        else:
+            v = v_d - zr * (b_d - p.v_reset)
+        i = i * decay_s + x_t
+        thr = b_d + beta * zr
+    final = {"v": v, "i": i, "b": thr}
+    if w_rec is not None:
+        final["z"] = z
+    return zs, us, final, None
+
+
 LSNN = register(
     NeuronModel(
         name="lsnn",
@@ -248,5 +297,7 @@ LSNN = register(
         initial_state_owner={"v": "v_leak"},
         modes=_modes,
         check=lambda p, dt: check_rates(p, dt, ("tau_mem_inv", "tau_syn_inv", "tau_adapt_inv")),
+        kink_arguments=_kink_arguments,
+        replay=_replay,
     )
 )

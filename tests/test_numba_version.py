@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from numbaspike.numba_support import (
+from numbaspike.compiler.numba_version import (
     SUPPORTED_NUMBA,
     check_numba_version,
     numba_version_tuple,

@@ -1,7 +1,7 @@
 """The Numba versions numbaspike supports, checked when the package is imported.
 
-The kernel machinery (:mod:`numbaspike.kernels.jit`, :mod:`numbaspike.kernels.work_items`,
-:mod:`numbaspike.kernels.cache_stamp`) builds on Numba internals (``numba.core`` compiler
+The kernel machinery (:mod:`numbaspike.compiler.mode_pruning`, :mod:`numbaspike.compiler.parallel_runner`,
+:mod:`numbaspike.compiler.cache_stamp`) builds on Numba internals (``numba.core`` compiler
 passes, lowering and caching) that change between releases without notice, so a Numba
 outside the tested range must fail here, with a message naming that range, rather than deep
 in the first compile.

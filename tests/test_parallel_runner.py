@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from numba import njit, types
 
-from numbaspike.kernels import cpu
-from numbaspike.kernels.jit import njit as kernel_njit
-from numbaspike.kernels.work_items import (
+from numbaspike.compiler.mode_pruning import njit as kernel_njit
+from numbaspike.compiler.parallel_runner import (
     ItemKernel,
     WorkItem,
     item_ranges,
     raise_for_codes,
     run_entry,
 )
+from numbaspike.kernels import cpu
 
 
 def _scale_item(e0, e1, x, out, factor):
@@ -133,7 +133,7 @@ def test_items_are_cached_on_disk(tmp_path):
 
     snippet = (
         "import numpy as np, numbaspike as ns\n"
-        "from numbaspike.kernels import work_items as wi\n"
+        "from numbaspike.compiler import parallel_runner as wi\n"
         "built = []\n"
         "wi._build_adapter = lambda *args: built.append(args)\n"
         "x = np.ones((20, 8, 64), np.float32)\n"
@@ -287,7 +287,7 @@ def _top(x):
 
 def test_the_callees_of_pruned_branches_are_not_inlined():
     """The kernel pipeline inlines one call level at a time and prunes in between
-    (:class:`~numbaspike.kernels.jit.InlineInlinablesByLevel`): a callee reached only
+    (:class:`~numbaspike.compiler.mode_pruning.InlineInlinablesByLevel`): a callee reached only
     through another mode's branch is never inlined. Numba's own pass inlines every level
     of a callee before pruning, which fails here."""
     assert kernel_njit(_top)(1.0) == 2.0

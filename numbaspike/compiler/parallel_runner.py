@@ -62,9 +62,9 @@ from numba.core.typing import signature
 from numba.core.typing.typeof import Purpose, typeof
 from numba.extending import intrinsic
 
-from ..threads import parallel_allowed
-from .jit import KernelCompiler, replace_pass
-from .jit import njit as kernel_njit
+from ..runtime.threads import parallel_allowed
+from .mode_pruning import KernelCompiler, replace_pass
+from .mode_pruning import njit as kernel_njit
 
 try:  # Numba's own fast type fingerprint of an argument (the key of its dispatch cache)
     from numba._dispatcher import compute_fingerprint as _fingerprint
@@ -532,7 +532,7 @@ def first_length(args) -> int:
 
 def parallel_from(size, minimum: int):
     """``parallel(args)`` for :class:`ItemKernel`: a parallel region from ``minimum`` of
-    ``size(args)``, where regions may be opened (:func:`numbaspike.threads.parallel_allowed`)."""
+    ``size(args)``, where regions may be opened (:func:`numbaspike.runtime.threads.parallel_allowed`)."""
     return lambda args: size(args) >= minimum and parallel_allowed()
 
 

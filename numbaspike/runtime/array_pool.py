@@ -1,4 +1,4 @@
-"""Large arrays recycled from one training step to the next.
+"""The array pool: large arrays recycled from one training step to the next.
 
 A training loop allocates the same large arrays every step: each layer's output, its tape,
 the gradients flowing back. NumPy takes them from ``malloc``, which for large sizes maps
@@ -23,9 +23,10 @@ returns the unused ones to the system. With ``NUMBASPIKE_BUFFER_LIMIT=0``, or on
 build without the global interpreter lock (where reference counts are not exact),
 :func:`empty` is plain :func:`numpy.empty`.
 
-:mod:`numbaspike.kernels.scratch` serves the temporaries that live within one kernel call
-(weight-gradient partials, keyed by name and reused per thread); this module serves the
-arrays a call returns, whose lifetime only the caller knows.
+It serves the arrays a call returns, whose lifetime only the caller knows, and the
+temporaries that live within one call (the weight-gradient partials, summed and dropped at
+its end, and the dense weight-gradient product of :class:`~numbaspike.layers.Linear`), which
+a fresh array would map page by page, by several threads at once.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ sleep, and meanwhile take the cores from the next Numba kernel: an SHD-sized tra
 with one small BLAS product per step was measured 83 ms with the default and 64 ms with
 ``OPENBLAS_THREAD_TIMEOUT=16`` (2^16 cycles). ``import numbaspike`` sets this variable
 (unless set) and, when NumPy had already loaded OpenBLAS, restarts OpenBLAS's thread pool so
-that it applies (:mod:`numbaspike.blas_spin`). Where that cannot be done the variable stays
+that it applies (:mod:`numbaspike.runtime.openblas_spinning`). Where that cannot be done the variable stays
 unset. Either way narrow layers keep the event path, which calls no BLAS, up to a density
 of 0.25 (:func:`numbaspike.kernels.projection.use_sparse_path`).
 """
