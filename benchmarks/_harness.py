@@ -65,7 +65,7 @@ def side_env(side: str) -> dict[str, str]:
     """Extra environment of a side: ``"<side>@1t"`` runs the numba kernels on one thread
     (``NUMBA_NUM_THREADS=1``; BLAS keeps its threads), to show what threading buys. The
     workers import NumPy first, as users do; ``import numbaspike`` then shortens OpenBLAS's
-    spinning by itself (see ``numbaspike/blas_spin.py``)."""
+    spinning by itself (see ``numbaspike/runtime/openblas_spinning.py``)."""
     return {"NUMBA_NUM_THREADS": "1"} if side.endswith("@1t") else {}
 
 

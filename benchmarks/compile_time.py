@@ -12,7 +12,7 @@ Each measurement is a fresh Python process (environment as in ``_harness.py``):
   Linear 256->20, LI 20, max-over-time CE, Adam), at two sizes:
 
   - ``SHD size`` (T=100, B=64): large enough for the kernels to run in parallel (the
-    shared parallel runner of ``numbaspike/kernels/work_items.py``);
+    shared parallel runner of ``numbaspike/compiler/parallel_runner.py``);
   - ``tiny`` (T=20, B=2, 50-32r-5): small enough for them to run serially (its serial
     runner) and for the dense projections; skipped with ``--quick``.
 

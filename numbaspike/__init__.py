@@ -6,7 +6,7 @@ _check_numba_version()  # before any module builds on Numba's internals
 
 from .runtime.openblas_spinning import shorten_loaded_openblas_spinning as _shorten_blas_spinning  # noqa: E402
 
-_shorten_blas_spinning()  # before NumPy loads OpenBLAS if it has not yet; see blas_spin
+_shorten_blas_spinning()  # before NumPy loads OpenBLAS if it has not yet
 
 from .functional import (  # noqa: E402
     LIFGradients,

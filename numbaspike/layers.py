@@ -33,9 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from . import backend as _backend
 from . import functional as F
 from .compact_tape import check_sparse_tol
 from .kernels import projection
+from .layers_cuda import host, linear_backward_cuda, linear_forward_cuda
 from .models.li import LI_NEURON_FIELDS, LIParameters
 from .models.lif import LIF_NEURON_FIELDS, LIFParameters
 from .runtime import array_pool
@@ -65,6 +67,19 @@ def _check_scale(scale, dtype: np.dtype) -> float:
     if abs(value) > float(np.finfo(dtype).max):  # the initial weights are at most |scale|
         raise ValueError(f"scale={value} overflows {dtype} weights")
     return value
+
+
+def _on_device_input(name: str, x, n_in: int, dtype):
+    """A CUDA layer's input: a device array, or a host array checked and copied to the device."""
+    x = _backend.device_float_array(name, x, ndim=3, dtype=dtype, shape_doc=f"(T, B, {n_in})")
+    if x.shape[2] != n_in:
+        raise ValueError(f"{name} must have shape (T, B, {n_in}), got {tuple(x.shape)}")
+    return x
+
+
+def _no_out_on_cuda(layer: Layer, out) -> None:
+    if out is not None and layer.backend == "cuda":
+        raise ValueError("out is only supported on the CPU backend")
 
 
 def _rng(seed) -> np.random.Generator:
@@ -107,15 +122,13 @@ def _add_matmul_tn(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
     That checks ``a`` for NaN and inf: a non-finite ``a[m, p]`` makes the whole row ``p``
     of ``a.T @ b`` non-finite (even where ``b`` is 0: ``NaN * 0`` and ``inf * 0`` are NaN),
     so one reduction over the (P, Q) product replaces one over ``a``, which is ``M / Q``
-    times larger (the (T·B, n) gradient of a Linear layer: 0.8 ms of a 60 ms Linear+LIF
-    step at n = 512).
+    times larger.
 
     The product goes to a pooled array (recycled from call to call, see
     :mod:`~numbaspike.runtime.array_pool`) by NumPy's BLAS, then is added to ``out``. A BLAS
     ``gemm`` with ``beta = 1`` would need no temporary, but the only one reachable from
     Python, SciPy's, is a second OpenBLAS with its own thread pool: its threads and
-    NumPy's then spin against each other on a small machine (a 14 ms weight gradient where
-    NumPy's takes 0.7 ms, measured on the 2-core reference machine).
+    NumPy's then spin against each other on a small machine.
     """
     product = array_pool.empty(out.shape, out.dtype)
     with np.errstate(over="ignore", invalid="ignore"):  # reported by the caller
@@ -142,6 +155,9 @@ class Layer:
     n_in: int
     n_out: int
     dtype: np.dtype
+    #: Where the layer computes: ``"cpu"`` or ``"cuda"`` (resolved from the ``backend``
+    #: argument; not part of :meth:`config`, so that checkpoints move between machines).
+    backend: str = "cpu"
 
     def __init__(self) -> None:
         self._params: dict[str, np.ndarray] = {}
@@ -216,6 +232,9 @@ class Linear(Layer):
         Multiplies the initial weights (SNNs often need a larger gain to spike at all).
         Must be a finite real number.
     dtype : float32 or float64
+    backend : {"cpu", "cuda", "auto"}
+        ``"cuda"``: dense products on the GPU (:mod:`numbaspike.layers_cuda`), device arrays
+        in and out; the event-driven path of sparse inputs is the CPU's.
     """
 
     def __init__(
@@ -226,8 +245,10 @@ class Linear(Layer):
         seed=None,
         scale: float = 1.0,
         dtype=np.float32,
+        backend: str = "cpu",
     ) -> None:
         super().__init__()
+        self.backend = _backend.resolve_backend(backend)
         self.n_in = check_positive_int("n_in", n_in)
         self.n_out = check_positive_int("n_out", n_out)
         self.dtype = _as_dtype(dtype)
@@ -254,6 +275,14 @@ class Linear(Layer):
         :meth:`~numbaspike.data.SpikeDataset.batch_events`): the event-driven path then
         runs on them directly, with no dense input to build or scan."""
         w = self._params["weight"]
+        if self.backend == "cuda":
+            if isinstance(x, SpikeEvents):
+                raise ValueError(
+                    "x: SpikeEvents feed the event-driven CPU path; a Linear layer with "
+                    "backend='cuda' takes a dense (T, B, n_in) array"
+                )
+            y, (flat, shape) = linear_forward_cuda(self, x)
+            return y, LinearTape(flat, False, shape)
         if isinstance(x, SpikeEvents):
             events = _check_events("x", x, self.n_in)
             shape = (events.steps, events.shape[0] // events.steps, self.n_in)
@@ -300,6 +329,8 @@ class Linear(Layer):
         (6.5 MB in the SHD-sized step, 0.2-0.5 ms); the dense path checks ``grad_y`` through
         its product with the input in any case.
         """
+        if self.backend == "cuda":
+            return linear_backward_cuda(self, grad_y, (tape.x, tape.shape), need_input_grad)
         n_steps, batch, _ = tape.shape
         g = as_float_array(
             "grad_y",
@@ -351,8 +382,9 @@ class _NeuronLayer(Layer):
     _param_class: type
     _neuron_fields: tuple[str, ...]
 
-    def __init__(self, n: int, p, dt: float, learn, dtype) -> None:
+    def __init__(self, n: int, p, dt: float, learn, dtype, backend: str = "cpu") -> None:
         super().__init__()
+        self.backend = _backend.resolve_backend(backend)
         self.n_in = self.n_out = check_positive_int("n", n)
         self.dtype = _as_dtype(dtype)
         if p is None:
@@ -427,7 +459,7 @@ class _NeuronLayer(Layer):
 
     def _accumulate(self, grads) -> None:
         for name in self.learn:
-            self._grads[name] += getattr(grads, name)
+            self._grads[name] += host(getattr(grads, name))
 
     def _config(self, kind: str) -> dict[str, Any]:
         p = {}
@@ -445,7 +477,11 @@ class _NeuronLayer(Layer):
 def _lif_layer_forward(layer: _NeuronLayer, x, w_rec, out):
     """:func:`~numbaspike.lif_forward` with the layer's parameters (``w_rec``: None for a
     feed-forward layer)."""
-    x = _check_layer_input("x", x, layer.n_in, layer.dtype, check_finite=False)
+    _no_out_on_cuda(layer, out)
+    if layer.backend == "cuda":
+        x = _on_device_input("x", x, layer.n_in, layer.dtype)
+    else:
+        x = _check_layer_input("x", x, layer.n_in, layer.dtype, check_finite=False)
     return F.lif_forward(
         x,
         layer.current_parameters(),
@@ -454,6 +490,7 @@ def _lif_layer_forward(layer: _NeuronLayer, x, w_rec, out):
         param_grads=bool(layer.learn),
         sparse_tol=layer.sparse_tol,
         out=out,
+        backend=layer.backend,
     )
 
 
@@ -477,7 +514,10 @@ class LIF(_NeuronLayer):
     sparse_tol : float >= 0, optional
         Sparse backward with a compact tape (Perez-Nieves & Goodman 2021; see
         :mod:`numbaspike.compact_tape`): surrogate derivatives at most ``sparse_tol`` times
-        their peak count as 0. Not with ``learn`` nor ``p.smooth``.
+        their peak count as 0. Not with ``learn`` nor ``p.smooth``; CPU only.
+    backend : {"cpu", "cuda", "auto"}
+        Where the layer runs (``"cuda"``: device arrays in and out, the functional API's
+        CUDA kernels; parameters and gradients stay on the host).
     """
 
     _param_class = LIFParameters
@@ -491,8 +531,9 @@ class LIF(_NeuronLayer):
         learn=(),
         dtype=np.float32,
         sparse_tol: float | None = None,
+        backend: str = "cpu",
     ):
-        super().__init__(n, p, dt, learn, dtype)
+        super().__init__(n, p, dt, learn, dtype, backend)
         self._set_sparse_tol(sparse_tol)
 
     def config(self) -> dict[str, Any]:
@@ -516,8 +557,8 @@ class LIFRecurrent(_NeuronLayer):
 
     ``w_rec`` (n, n) is owned and trained by the layer. Initialised like ``nn.Linear``
     (:math:`U(-1/\sqrt n, 1/\sqrt n)`) times ``scale`` (a finite real number);
-    ``autapses=False`` keeps its diagonal 0. Other parameters, and the range
-    :meth:`~_NeuronLayer.constrain` keeps learned ones in, as in :class:`LIF`.
+    ``autapses=False`` keeps its diagonal 0. Other parameters (``backend`` included), and
+    the range :meth:`~_NeuronLayer.constrain` keeps learned ones in, as in :class:`LIF`.
     """
 
     _param_class = LIFParameters
@@ -534,8 +575,9 @@ class LIFRecurrent(_NeuronLayer):
         autapses: bool = True,
         dtype=np.float32,
         sparse_tol: float | None = None,
+        backend: str = "cpu",
     ):
-        super().__init__(n, p, dt, learn, dtype)
+        super().__init__(n, p, dt, learn, dtype, backend)
         self._set_sparse_tol(sparse_tol)
         self.autapses = bool(autapses)
         scale = _check_scale(scale, self.dtype)
@@ -558,9 +600,10 @@ class LIFRecurrent(_NeuronLayer):
         ``grad_y`` itself)."""
         grads = F.lif_backward(grad_y, tape, out=out)
         self._accumulate(grads)
+        grad_w = host(grads.w_rec)
         if not self.autapses:
-            np.fill_diagonal(grads.w_rec, 0)
-        self._grads["w_rec"] += grads.w_rec
+            np.fill_diagonal(grad_w, 0)
+        self._grads["w_rec"] += grad_w
         return grads.x if need_input_grad else None
 
 
@@ -568,25 +611,41 @@ class LI(_NeuronLayer):
     """Leaky-integrator readout (input: currents (T, B, n); output: membrane (T, B, n)).
 
     ``learn``: any of ``tau_mem_inv``, ``tau_syn_inv``, ``v_leak``, with the time constants
-    kept in range by :meth:`~_NeuronLayer.constrain` as in :class:`LIF`.
+    kept in range by :meth:`~_NeuronLayer.constrain` as in :class:`LIF`; ``backend`` as in
+    :class:`LIF`.
     """
 
     _param_class = LIParameters
     _neuron_fields = LI_NEURON_FIELDS
 
     def __init__(
-        self, n: int, p: LIParameters | None = None, dt: float = 1e-3, learn=(), dtype=np.float32
+        self,
+        n: int,
+        p: LIParameters | None = None,
+        dt: float = 1e-3,
+        learn=(),
+        dtype=np.float32,
+        backend: str = "cpu",
     ):
-        super().__init__(n, p, dt, learn, dtype)
+        super().__init__(n, p, dt, learn, dtype, backend)
 
     def config(self) -> dict[str, Any]:
         return self._config("LI")
 
     def forward(self, x, out=None):
         """Membranes (T, B, n) and the tape; ``out`` as in :func:`~numbaspike.li_forward`."""
-        x = _check_layer_input("x", x, self.n_in, self.dtype, check_finite=False)
+        _no_out_on_cuda(self, out)
+        if self.backend == "cuda":
+            x = _on_device_input("x", x, self.n_in, self.dtype)
+        else:
+            x = _check_layer_input("x", x, self.n_in, self.dtype, check_finite=False)
         return F.li_forward(
-            x, self.current_parameters(), self.dt, param_grads=bool(self.learn), out=out
+            x,
+            self.current_parameters(),
+            self.dt,
+            param_grads=bool(self.learn),
+            out=out,
+            backend=self.backend,
         )
 
     def backward(self, grad_y, tape, need_input_grad: bool = True, out=None):

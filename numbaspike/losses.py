@@ -71,7 +71,7 @@ __all__ = [
 
 
 def _broadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``g`` broadcast to ``shape`` as a new C-contiguous array (see :mod:`.buffers`)."""
+    """``g`` broadcast to ``shape`` as a new C-contiguous array (see :mod:`numbaspike.runtime.array_pool`)."""
     out = array_pool.empty(shape, g.dtype)
     out[...] = g
     return out

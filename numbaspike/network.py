@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .layers import LI, LIF, Layer, LIFRecurrent, Linear
+from .layers_cuda import host
 from .models.li import LI_NEURON_FIELDS, LIParameters
 from .models.lif import LIF_NEURON_FIELDS, LIFParameters
 from .params import check_time_step
@@ -137,7 +138,7 @@ class Sequential:
         finite = False  # whether g is known to be finite (see Linear.backward)
         for k in range(len(self.layers) - 1, -1, -1):
             if k in output_grads:
-                g = g + output_grads.pop(k)
+                g = host(g) + output_grads.pop(k)  # a CUDA layer takes the host sum back
                 owned = True
                 finite = False
             layer = self.layers[k]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .layers import _check_scale, _NeuronLayer, _rng
+from .layers_cuda import host
 from .models import LIFBoxParameters, LIFRefracParameters, LSNNParameters, model_of
 from .neuron import neuron_backward, neuron_forward
 
@@ -82,6 +83,9 @@ class Neuron(_NeuronLayer):
     seed, scale, autapses
         Recurrent form only: initialisation, and ``autapses=False`` keeps the diagonal 0.
     dtype : float32 or float64
+    backend : {"cpu", "cuda", "auto"}
+        Where the layer runs (``"cuda"``: device arrays in and out; parameters and gradients
+        stay on the host).
     """
 
     def __init__(
@@ -95,11 +99,12 @@ class Neuron(_NeuronLayer):
         scale: float = 1.0,
         autapses: bool = True,
         dtype=np.float32,
+        backend: str = "cpu",
     ) -> None:
         self.model = model_of(p)
         self._param_class = self.model.parameters
         self._neuron_fields = self.model.learnable
-        super().__init__(n, p, dt, learn, dtype)
+        super().__init__(n, p, dt, learn, dtype, backend)
         self.sparse_tol = None
         if not isinstance(recurrent, (bool, np.bool_)):
             raise ValueError(f"recurrent must be a bool, got {recurrent!r}")
@@ -132,19 +137,25 @@ class Neuron(_NeuronLayer):
 
     def forward(self, x, out=None):
         """Spikes (T, B, n) and the tape (``out``: the array for the spikes, may be ``x``)."""
-        from .layers import _check_layer_input
+        from .layers import _check_layer_input, _no_out_on_cuda, _on_device_input
 
-        x = _check_layer_input("x", x, self.n_in, self.dtype, check_finite=False)
+        _no_out_on_cuda(self, out)
+        if self.backend == "cuda":
+            x = _on_device_input("x", x, self.n_in, self.dtype)
+        else:
+            x = _check_layer_input("x", x, self.n_in, self.dtype, check_finite=False)
         w_rec = self._params["w_rec"] if self.recurrent else None
-        return neuron_forward(x, self.current_parameters(), self.dt, w_rec, out=out)
+        return neuron_forward(
+            x, self.current_parameters(), self.dt, w_rec, out=out, backend=self.backend
+        )
 
     def backward(self, grad_y, tape, need_input_grad: bool = True, out=None):
         """Accumulate the parameter gradients; dL/dx (T, B, n) (``out`` may be ``grad_y``)."""
         grads = neuron_backward(grad_y, tape, out=out)
         for name in self.learn:
-            self._grads[name] += grads[name]
+            self._grads[name] += host(grads[name])
         if self.recurrent:
-            g = grads["w_rec"]
+            g = host(grads["w_rec"])
             if not self.autapses:
                 np.fill_diagonal(g, 0)
             self._grads["w_rec"] += g

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .layers_cuda import host
 from .network import Sequential
 from .validation import all_finite
 
@@ -277,10 +278,10 @@ def train_step(
     regularizers = _check_regularizers(regularizers, net)
     clip_norm = _check_clip_norm(clip_norm)
     y, tape = net.forward(x)
-    value, grad_y = loss(y, labels)
+    value, grad_y = loss(host(y), labels)  # losses run on the host, whatever the layers' backend
     output_grads = {}
     for index, reg in regularizers:
-        r_value, r_grad = reg(tape.outputs[index])
+        r_value, r_grad = reg(host(tape.outputs[index]))
         value += r_value
         output_grads[index] = output_grads.get(index, 0) + r_grad
     if not math.isfinite(value):
@@ -333,6 +334,7 @@ def _evaluate(net: Sequential, data, loss, batch_size: int) -> tuple[float, floa
     correct = 0
     for x, labels in _iterate(data, batch_size, False, None, net):
         y, _ = net.forward(x)
+        y = host(y)
         value, _ = loss(y, labels)
         total_loss += value * len(labels)
         correct += int(np.sum(loss.predict(y) == labels))

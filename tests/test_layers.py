@@ -470,3 +470,14 @@ def test_linear_sparse_path_accepts_large_finite_events():
     x[::3, :, ::25] = 3e38
     y, tape = L.Linear(50, 60, seed=0, scale=1e-30).forward(x)
     assert tape.sparse and np.isfinite(y).all()
+
+
+def test_layer_backend_is_checked_when_the_layer_is_built():
+    with pytest.raises(ValueError, match="backend must be one of 'cpu', 'cuda', 'auto'"):
+        L.Linear(3, 4, backend="gpu")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        L.LIF(3, backend=None)
+    assert L.LI(3, backend="auto").backend in ("cpu", "cuda")
+    if not ns.backend.cuda_available():
+        with pytest.raises(RuntimeError, match="backend='cuda' was requested but CUDA is not"):
+            L.LIFRecurrent(3, backend="cuda")

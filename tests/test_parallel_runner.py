@@ -1,4 +1,4 @@
-"""Work items called by address (numbaspike/kernels/work_items.py): the records that carry
+"""Work items called by address (numbaspike/compiler/parallel_runner.py): the records that carry
 a kernel's arguments, the adapters' type check, the per-type entries, and the kernels built
 on them."""
 

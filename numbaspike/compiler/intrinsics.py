@@ -87,13 +87,8 @@ def tile_shape(features: str) -> tuple[int, int, int]:
 
     With AVX-512 (32 vector registers): tiles of 8 rows by two 512-bit vectors, 16
     accumulators. Without it: 4 rows by two 256-bit vectors, 8 accumulators of AVX2's 16
-    registers, so each broadcast coefficient of ``a`` feeds two fused multiply-adds. On a
-    Zen 3 (AVX2), the SHD-sized recurrent backward product ((64, 256) @ (256, 256), 100
-    steps, float32, one thread; medians of five runs) took 19.5-20.9 ms in tiles of 8 rows
-    by one vector (one multiply-add per broadcast) and 11.2-14.6 ms in tiles of 4 rows by
-    two vectors; 8 rows by two vectors (16 accumulators, spilled to memory) took 23-32 ms,
-    2 rows by four vectors 18.6-23.7 ms, 4 rows by three vectors about as long as 4 by two
-    (10.2-17.1 ms), with 16 of 256 columns left to single vectors.
+    registers, so each broadcast coefficient of ``a`` feeds two fused multiply-adds, the
+    fastest of the tile shapes timed on an AVX2 CPU (benchmarks/results/calibration.md).
     """
     return (64, 2, 8) if "+avx512f" in features.split(",") else (32, 2, 4)
 
@@ -127,10 +122,8 @@ def matmul_rows(rows: int):
 
     Numba's own vectorisation of this loop is limited to 256-bit vectors on CPUs that
     prefer them (LLVM's default for Intel's AVX-512 server parts), and keeps a block of
-    ``out`` in memory rather than in registers; on the SHD-sized recurrent backward
-    product, (64, 256) @ (256, 256) for 100 steps, these tiles ran 2x faster with AVX-512 (float32
-    5.7 ms to 2.8-3.1 ms; float64 12.1 to 6.2-6.6 ms) and as fast as OpenBLAS on the same
-    product as one matrix.
+    ``out`` in memory rather than in registers; these tiles run about twice as fast with
+    AVX-512, as fast as OpenBLAS on the same product as one matrix.
     """
 
     def typer(typingctx, out, o_row, o_col, a, t, b, w, w_col, m):

@@ -5,8 +5,8 @@ functions they call are inlined.
 The LIF kernels take their modes (reset, surrogate, smooth, detach, parameter gradients,
 which outputs to store) as integer and boolean arguments, and branch on them outside their
 loops. Compiled for plain ``int64``/``boolean`` arguments, every branch (every mode) is
-typed, lowered and optimised: the recurrent backward item with all its modes took 8-10 s of
-the SHD-sized training step's cold start. :class:`~.work_items.WorkItem` therefore compiles
+typed, lowered and optimised, which dominated the cold start.
+:class:`~.parallel_runner.WorkItem` therefore compiles
 items with the mode arguments as Numba *literal* types (``Literal[int](0)``), and Numba
 passes literal types on to the functions the item calls. But Numba's dead-branch pruning
 resolves only constants (and ``None``), not the values of literal arguments. The pass
@@ -82,8 +82,8 @@ def _untyped_pipeline_without_inlining(state, name="untyped"):
 class _CalleeWorker(InlineWorker):
     """An :class:`InlineWorker` whose callees come without their own inlined calls.
 
-    (Keeping each callee's IR for its next call site saved 0.05 s of the SHD step's cold
-    start: not worth a cache whose key would have to cover every flag of the pipeline.)"""
+    Callees' IR is not kept for their next call site: that saves little compile time, not
+    worth a cache whose key would have to cover every flag of the pipeline."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

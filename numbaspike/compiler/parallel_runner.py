@@ -2,19 +2,19 @@
 address, by one parallel runner shared by every kernel.
 
 A kernel here is a *work-item* function (one batch row, one chunk of neurons, all steps)
-and a table of work-item bounds. Three costs of Numba's compiler shaped this module,
-measured on the SHD-sized training step (cold cache, 2-core reference machine):
+and a table of work-item bounds. Three costs of Numba's compiler shaped this module (the
+figures are in benchmarks/results/calibration.md):
 
 * **Re-optimisation of callees.** A ``parallel=True`` shell that called its item as an
   ordinary ``njit`` function linked the item's module into its own, and LLVM optimised the
-  whole item again (the recurrent backward shell took 5.8 s, as long as its item). Items
+  whole item again, as long as compiling the item. Items
   are therefore compiled (and cached on disk) once by their own dispatcher, without a
   CPython wrapper, and called through their address, following Numba's calling
   convention as Numba does for first-class functions; no address is compiled into cached
   code.
 * **Parfor lowering, and a compiled function per kernel signature.** Each
-  ``parallel=True`` function costs about 1.2 s of parfor lowering, however small its
-  loop: nine shells were 9-10 s of a 29-32 s cold start. The kernels share one parallel
+  ``parallel=True`` function costs about a second of parfor lowering, however small its
+  loop. The kernels share one parallel
   function, the *runner* (:func:`_run_items`), compiled once: it calls an *adapter* for
   each row of a bounds table. The kernel's arguments reach the adapter in a *record* (an
   int64 array, :class:`_RecordLayout`) that Python packs: scalars by value, arrays as
@@ -22,13 +22,14 @@ measured on the SHD-sized training step (cold cache, 2-core reference machine):
   own ``numba_adapt_ndarray``, under the GIL) before its parallel loop. The adapter, a few
   LLVM instructions made per item signature (:func:`_build_adapter`, milliseconds),
   reads the record and calls the item. This replaced a *launcher* compiled by Numba per
-  kernel signature (with the CPython wrapper that unboxed its arguments): twelve of them
-  were 1.6 s of the SHD step's cold start. A serial runner (the same loop, not parallel)
+  kernel signature (with the CPython wrapper that unboxed its arguments), which cost
+  compile time per kernel. A serial runner (the same loop, not parallel)
   runs problems too small for a parallel region; both give the same bits.
 * **Every mode compiled.** Items branch on mode arguments (reset, surrogate, flags) outside
   their loops; compiled for plain integers, every mode's branch is typed and optimised.
   :class:`WorkItem` compiles the default modes as Numba literals, whose branches
-  :mod:`.jit` prunes before typing (the backward item: 8-10 s before, 3-4 s after).
+  :mod:`.mode_pruning` prunes before typing (the backward item compiles in about a third of
+  the time).
 
 Safety: the item is compiled for the argument types the kernel is called with (``int64``
 for each of the two leading item-local arguments, then the kernel's arguments in order),
@@ -327,7 +328,7 @@ class WorkItem:
         which the item is specialised. When every one of them holds one of its values, the
         item is compiled for that combination with the values as Numba literal types, so
         that the branches of other modes are dropped before they are typed
-        (:mod:`.jit`). Other combinations share one compilation for plain types, which
+        (:mod:`.mode_pruning`). Other combinations share one compilation for plain types, which
         serves every mode.
     **options
         ``njit`` options of the item (e.g. ``fastmath``).
@@ -336,11 +337,9 @@ class WorkItem:
     -----
     A literal argument has the same machine representation as the plain integer or
     boolean, so the adapter passes the value from the record, which is the one the item
-    was compiled for (it is part of the lookup). Compiling only the modes in use matters:
-    the LIF backward item compiled for every reset mode, surrogate and flag took 8-10 s of
-    the 25 s cold start of the SHD-sized training step. Specialising *every* combination,
-    though, multiplies the compilations of a program that uses many modes (the test suite
-    ran 4x longer): hence the listed values (the defaults), and one general compilation
+    was compiled for (it is part of the lookup). Compiling only the modes in use shortens
+    the cold start; specialising *every* combination, though, multiplies the compilations of
+    a program that uses many modes (such as the test suite): hence the listed values (the defaults), and one general compilation
     for the rest.
     """
 

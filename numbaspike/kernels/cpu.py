@@ -14,7 +14,7 @@ neurons that spiked in the previous step are read.
 Each kernel is a work-item function (a chunk of neurons, a batch row, all steps) and a
 table of work-item bounds, run by the parallel runner that all kernels share, or by its
 serial twin for problems too small to repay opening a parallel region
-(:data:`SERIAL_WORK`); see :mod:`.work_items`. Both give bit-identical results, since no
+(:data:`SERIAL_WORK`); see :mod:`numbaspike.compiler.parallel_runner`. Both give bit-identical results, since no
 kernel reduces across threads. Items are compiled once per dtype and cached on disk
 (``cache=True``; tests/test_cache.py checks that kernels loaded from the cache give
 bit-identical results); the default modes get their own specialised compilation
@@ -285,11 +285,11 @@ def _adjoint_row(
     ``gthb``, ``gi_in``.
 
     ``gxt`` may be ``gzt`` (an in-place backward pass): the loop writes only local buffers
-    and ``gxt`` is copied from ``gib`` after it. (A loop that wrote ``gxt`` while reading
-    ``gzt`` fell back to scalar code when they were the same memory: 4x slower.)
+    and ``gxt`` is copied from ``gib`` after it, because a loop that writes ``gxt`` while
+    reading ``gzt`` does not vectorise when they are the same memory.
 
-    Every flag reaches the loop as a compile-time constant: LLVM did not unswitch a runtime
-    ``keep`` out of the loop, which then did not vectorise (2-2.2x slower when measured).
+    Every flag reaches the loop as a compile-time constant, because LLVM does not unswitch
+    a runtime ``keep`` out of the loop, which then does not vectorise.
     With ``keep`` (learned neuron parameters) one loop serves every mode."""
     if keep:
         _adjoint_loop(
@@ -331,10 +331,8 @@ def _superspike_adjoint_row(gzt, ht, th, v_reset, am, dd, m, alpha, gvb, gib, gx
     """:func:`_adjoint_row` for the default mode (SuperSpike, zero reset, no detach, binary
     spikes, no parameter gradients) in one loop: the spike and the surrogate derivative
     are computed where they are used, by the expressions of :func:`_spike_block` and
-    :func:`_surrogate_grad_block` (the same bits), not in passes of their own. Measured on
-    the 2-core reference machine, one thread, float32: the feed-forward backward pass at
-    T=500 B=16 N=512 took 6.3-8.6 ms with the three passes and 4.2-4.9 ms with this loop;
-    the recurrent one at SHD size (T=100 B=64 N=256) 13.6-14.2 ms and 11.8-12.8 ms.
+    :func:`_surrogate_grad_block` (the same bits), not in passes of their own, which saves
+    two passes over the row.
     ``gxt`` may be ``gzt``: it is written after the loop (see :func:`_adjoint_row`)."""
     one = alpha / alpha
     zero = alpha - alpha
@@ -364,11 +362,9 @@ def _lif_adjoint_block(
     ``acc`` (4, m) float64 accumulates the parameter gradients (tau_mem, decay, v_th, v_leak).
 
     Inlined (as :func:`_recurrent_grad`): a compiled callee is linked into its caller and
-    optimised again there, so this thin layer over :func:`_superspike_adjoint_row` cost 0.3 s
-    of every cold start; with the mode branches pruned before inlining (:mod:`.jit`), the
-    inlined copy is as small as the call. (Together 0.6-2 s less for the SHD-sized step in
-    five alternated pairs; the recurrent backward kernel took the same time, 12.0-13.4 ms
-    against 12.1-14.1 ms.)
+    optimised again there, so a called thin layer costs compile time; with the mode branches
+    pruned before inlining (:mod:`numbaspike.compiler.mode_pruning`), the inlined copy is as
+    small as the call.
     """
     zb, sb, ghb, gthb, gi_in, vpb, zpb = (
         bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], bufs[5], bufs[6],
@@ -448,13 +444,10 @@ def _store_range(out, e0, buf, m):
     """``out[e0:e0+m] = buf[:m]`` (a loop: no shape checks to compile).
 
     The loop indexes a view of the range, not ``out[e0 + k]``: Numba's wraparound of an index
-    LLVM cannot prove non-negative made that store a scalar loop (measured 2.5-3 ms of the
-    7-8 ms of an in-place LIF forward pass, T=500 B=16 N=512 float32, one thread).
+    LLVM cannot prove non-negative makes that store a scalar loop.
 
-    Called, not inlined: each inlined copy of a loop is typed and vectorised again, and the
-    inlined copies of this helper (with those of a parameter gather the items no longer
-    need) cost 0.4-0.6 s of the cold compile of a work item; a call per row of hundreds of
-    elements costs nothing measurable. Call sites pass ``np.int64(0)``, not ``0``, for a
+    Called, not inlined: each inlined copy of a loop is typed and vectorised again (compile
+    time), and a call per row of hundreds of elements costs nothing measurable. Call sites pass ``np.int64(0)``, not ``0``, for a
     row's start: a literal argument compiles a version of its own (0.1 s)."""
     dst = out[e0 : e0 + m]
     for k in range(m):
@@ -475,8 +468,7 @@ def _add_range(out, e0, buf, m):
 @njit(inline="always")
 def _rows(count, n, dtype):
     """``np.empty((count, n), dtype)``, allocated flat: the buffers of a dtype then share
-    one compilation of NumPy's allocation, where each shape type compiles its own (50-100 ms
-    of a cold start each)."""
+    one compilation of NumPy's allocation, where each shape type compiles its own."""
     return np.empty(count * n, dtype).reshape(count, n)
 
 
@@ -500,10 +492,8 @@ def _lif_feed_forward_forward_item(
     am, dd, ll, th = a_m[e0:e1], decay_s[e0:e1], v_leak[e0:e1], v_th[e0:e1]
     vv, ii = v[e0:e1].copy(), i[e0:e1].copy()
     hb, i1b, zb = np.empty(m, x.dtype), np.empty(m, x.dtype), np.empty(m, x.dtype)
-    # z_out may be x (an in-place forward pass): the step then writes its spikes to a local
-    # buffer, copied over x after it. The step loop writing z into x's own rows ran 1.5-1.7x
-    # slower (measured at T=500 B=16 N=512 float32, one thread: 12.2-13.5 against
-    # 7.9-9.3 ms), and so did reading a copy of the row of x while writing z into x.
+    # z_out may be x (an in-place forward pass): the step writes its spikes to a local buffer,
+    # copied over x after it, because writing into x's own rows stops the loop vectorising.
     in_place = store_z and z_out.ctypes.data == x.ctypes.data
     for t in range(n_steps):
         zt = z_out[t, e0:e1] if store_z and not in_place else zb
@@ -654,9 +644,7 @@ def _lif_recurrent_forward_row(
     threads (and of its serial runs).
 
     Unlike the backward pass (:func:`_lif_recurrent_backward_group`), it does not prefetch
-    the next step's rows: on the Zen 3 reference machine the prefetches made no measurable
-    difference (SHD size, 200 calls, four alternated runs: 3.56-4.10 ms with, 3.97-4.38 ms
-    without) and cost 0.3 s of every cold compile."""
+    the next step's rows: there they gain nothing measurable and cost compile time."""
     n_steps, batch, n = x.shape
     am, dd, ll, th = a_m.copy(), decay_s.copy(), v_leak.copy(), v_th.copy()
     vv, ii = v[b].copy(), i[b].copy()
@@ -996,9 +984,8 @@ def _feed_forward_work(args) -> int:
 def _flat_work(args) -> int:
     """Work of a kernel parallel over chunks of the flattened (B*N) axis
     (:func:`_flat_bounds`): none worth a parallel region unless there are at least two
-    full chunks. An SHD-sized readout (B*N = 64 * 20) ran as fast serially (LI forward
-    113-130 us either way, backward 60-68 us), and its parallel variants were 1.6 s of
-    the cold compile of a training step."""
+    full chunks: a smaller problem runs as fast serially, and its parallel variants would
+    only add compile time."""
     x = args[0]  # x or grad_z, (T, B*N)
     if x.shape[1] < 2 * FLAT_CHUNK_MIN:
         return 0
@@ -1011,7 +998,7 @@ def _recurrent_work(args) -> int:
 
 
 def parallel_by_work(work):
-    """``parallel(args)`` for :class:`~.work_items.ItemKernel`: at least
+    """``parallel(args)`` for :class:`~numbaspike.compiler.parallel_runner.ItemKernel`: at least
     :data:`SERIAL_WORK` of ``work(args)``, and parallel regions allowed
     (:func:`numbaspike.runtime.threads.parallel_allowed`)."""
 
@@ -1037,7 +1024,7 @@ def _row_group_bounds(args):
 
 
 #: Mode arguments compiled in as constants for the values a training step uses
-#: (:class:`~.work_items.WorkItem`): a program in these modes compiles only their code;
+#: (:class:`~numbaspike.compiler.parallel_runner.WorkItem`): a program in these modes compiles only their code;
 #: other modes share one general compilation. Training stores spikes and membranes but no
 #: currents nor traces (simulation stores no membranes); the backward pass takes either
 #: detach mode (Norse's recurrent step detaches the reset, its feed-forward step does not).
@@ -1101,8 +1088,7 @@ def _per_element(batch: int, *params: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 # The (T, B, N) interface of the flat kernels. Their items neither gather per-neuron
-# parameters nor reshape arrays: with the LI items, that took 0.6-0.7 s off the cold compile
-# of the SHD training step.
+# parameters nor reshape arrays, which keeps the cold compile short.
 
 
 def lif_feed_forward_forward(

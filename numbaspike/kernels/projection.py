@@ -70,8 +70,8 @@ def spike_events(x) -> SpikeEvents:
     prefix sum of the counts, the second walks the set bits of the masks (one TZCNT per
     event, never the zero entries) to write the columns, and the values unless they are
     all 1. The cost is about one read of ``x`` (memory bound) plus a few nanoseconds per
-    event. (Reading the value of every event again, a cache miss each, took 0.8-1 ms of a
-    1.7 ms call on the SHD input of a training step, whose spikes are all 1.)
+    event; the values are not read again when they are all 1 (spikes), since each would be
+    a cache miss.
 
     Parameters
     ----------
@@ -340,12 +340,8 @@ def narrow_matmul(a, b, out):
 
     The same loop as :func:`events_matmul` with every entry of ``a`` an event: parallel
     over blocks of :data:`ROW_BLOCK` output rows, each adding four rows of ``b`` per
-    vectorised pass. Up to ``K`` = 32 it is within 0.3 ms of OpenBLAS on the SHD readout
-    (M = 6400, K = 20, N = 256: 0.7 against 0.45 ms alone). Its point is what happens
-    around it: after a BLAS call OpenBLAS's idle threads spin for about 0.1 s, and unless
-    ``OPENBLAS_THREAD_TIMEOUT`` was set before NumPy was imported they take the cores from
-    the Numba kernels that follow. The SHD-sized training step, whose only BLAS call was
-    the readout's input gradient, took 56–61 ms that way and 42–44 ms with this kernel.
+    vectorised pass. It is a little slower than BLAS alone, but calls no BLAS, whose idle
+    threads would spin and take the cores from the Numba kernels that follow.
     Every output row is computed by one work item in a fixed order, so the result does not
     depend on the thread count.
 
@@ -523,36 +519,11 @@ _weight_grad_by_columns = ItemKernel(
 # Path choice
 # --------------------------------------------------------------------------------------
 
-#: Cost model of the path choice, in seconds per input entry ``x[m, j]`` (and output). The
-#: choice governs a forward product *and* a weight gradient (the input gradient is the same
-#: BLAS product on both paths), so the constants price that pair. Measured single-threaded
-#: (Numba 1 thread, OpenBLAS 1 thread) on the reference machine, float32, ``M = 6400``,
-#: ``n_in = 700``, ``n_out`` 20 to 1024, densities 0.005 to 0.5:
-#:
-#: * :data:`SCAN_COST`: :func:`spike_events` reads ``x`` once (memory bound), 0.26-0.33 ns
-#:   per entry at densities up to 0.02 (about 1.2 ns per event on top);
-#: * :data:`EVENT_COST`: :func:`events_matmul` 55-80 ps plus :func:`events_weight_grad`
-#:   75-115 ps per event and output, about 140 ps for the pair (more below ``n_out`` = 64 or
-#:   density 0.01, where the per-row and partial-gradient overheads show);
-#: * :data:`DENSE_COST`: BLAS ``x @ W.T`` plus ``grad_y.T @ x``, each 12.4-13.2 ps per entry
-#:   and output for ``n_out`` >= 256 (16 ps at 64, 26-28 ps at 20: the model errs towards
-#:   the dense path for narrow layers).
-#:
-#: The measured break-even densities (events = BLAS, interpolated) were about 0.14 at
-#: ``n_out`` = 20, 0.16 at 64, 0.17 at 256 and 0.14 at 1024 (float64 alike: about 0.17 at 20
-#: and 0.2 at 256).
-#:
-#: Inside a training step the dense path costs more than alone: BLAS's threads wake up
-#: after the Numba kernels, and it also reads ``x`` once (the NaN/inf check that the event
-#: list makes unnecessary). Measured with both threads, a recurrent LIF layer's forward pass
-#: between calls, forward + backward of the layer (input gradient included, the same on both
-#: paths), ``M = 6400``, float32, medians of 60 alternated calls, the event path was faster
-#: below densities of about 0.26-0.3 at ``n_out`` = 20 (``n_in`` = 256; at 0.065, the SHD
-#: readout's input: 2.5 against 4.0 ms), 0.22 at 64, 0.24 at 256 and 0.23 at 1024, but
-#: about 0.18 at ``n_in`` = 700, ``n_out`` = 256. :data:`DENSE_COST` is set between the two
-#: sets of figures: the model gives 0.09 at ``n_out`` = 20, 0.17 at 64, 0.19 at 256 and
-#: 0.2 at 1024. (With 25 ps it gave 0.07 at 20, and the SHD readout, whose input density
-#: goes from 5.5% to 8.4% as it trains, switched paths from step to step.)
+#: Cost model of the path choice, in seconds per input entry ``x[m, j]`` (and output), for a
+#: forward product and a weight gradient together (the input gradient is the same on both
+#: paths): the scan of :func:`spike_events`, the event kernels per event, and BLAS per
+#: entry. Calibrated on the reference machine (benchmarks/results/calibration.md), so that
+#: the break-even density is about 0.1-0.2 depending on ``n_out``.
 
 
 SCAN_COST = 3.0e-10
@@ -568,12 +539,10 @@ DENSITY_RUN = 1024
 def density(x) -> float:
     """Fraction of non-zero entries of ``x``, estimated from :data:`DENSITY_RUNS` evenly
     spaced runs of :data:`DENSITY_RUN` consecutive entries (all of them when there are
-    fewer). Runs of consecutive entries are read a cache line at a time; the single
-    entries of the evenly strided sample this replaced each cost a cache miss (0.56 ms
-    per call on the SHD input). The runs are cast to a contiguous boolean array before they
-    are counted (NaN is non-zero, ``-0.0`` zero, as for ``np.count_nonzero``): NumPy 2.4's
-    ``count_nonzero`` of the strided (64, 1024) view took 125 µs, the cast and count 13 µs
-    (twice per SHD-sized training step)."""
+    fewer): runs are read a cache line at a time, where single strided entries would each
+    be a cache miss. The runs are cast to a contiguous boolean array before they are counted
+    (NaN is non-zero, ``-0.0`` zero, as for ``np.count_nonzero``), which NumPy counts far
+    faster than a strided view."""
     flat = x.reshape(-1)
     if flat.size <= DENSITY_RUNS * DENSITY_RUN:
         return float(np.count_nonzero(flat)) / max(1, flat.size)
@@ -583,16 +552,8 @@ def density(x) -> float:
 
 
 #: Highest input density at which a narrow layer (``n_out`` at most :data:`NARROW_K`) keeps
-#: the event-driven path. Measured alone, for ``n_out`` = 20 and an input of 6400 rows, the
-#: dense pair (BLAS) overtakes the event path at densities of 0.06-0.13. Inside a training
-#: step the BLAS calls cost far more: with OpenBLAS's default spinning (~0.1 s after each
-#: call) its idle threads took the cores from the Numba kernels that followed (the SHD step
-#: took 47 ms instead of 36-42 ms when the readout took the dense path), and with the short
-#: spinning that ``import numbaspike`` sets they must wake up for every call. Measured with
-#: the short spinning, a recurrent LIF layer's forward pass between calls (forward +
-#: backward of the layer, ``M = 6400``, ``n_in`` = 256, float32, medians of 60 alternated
-#: calls), the event path was the faster up to densities of about 0.2-0.25 at ``n_out`` =
-#: 8 and 0.26-0.3 at 20 and 32 (at 0.14, ``n_out`` = 20: 2.9 against 4.0 ms).
+#: the event-driven path: inside a training step BLAS's threads must wake up for every call,
+#: which the cost model above does not price (calibration: benchmarks/results/calibration.md).
 NARROW_SPARSE_MAX = 0.25
 
 

@@ -2,9 +2,9 @@
 that call them.
 
 Numba lowers ``math.exp`` to a call of the C library's scalar ``exp``, one call per element:
-the sigmoid, tanh and erfc surrogate derivatives (all built on an exponential) made the
-feed-forward LIF backward pass at n = 512 (T = 500, B = 16, float32) take 21-28 ms, against
-3 ms for SuperSpike, which needs only a division. :func:`exp_nonpositive` is a branch-free
+the sigmoid, tanh and erfc surrogate derivatives (all built on an exponential) then made
+the LIF backward pass several times slower than SuperSpike, which needs only a division.
+:func:`exp_nonpositive` is a branch-free
 exponential for arguments <= 0 (all these derivatives need) in the argument's own dtype:
 
 .. math::

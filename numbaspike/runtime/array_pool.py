@@ -5,11 +5,7 @@ the gradients flowing back. NumPy takes them from ``malloc``, which for large si
 fresh pages from the operating system (or gives back freed ones, then maps them again);
 the first write to each page then takes a page fault. Those faults land inside the kernels
 that fill the arrays, and when two threads take them at once they serialise on the
-process's memory map. Measured on the 2-core reference machine: the SHD-sized training
-step (``benchmarks/shd_step.py``) took ~1 700 page faults per step, which made the
-recurrent forward kernel 2x and the readout's input gradient 4x slower than with warm
-memory, and the whole step 41-45 ms instead of 34-39 ms (glibc told to keep freed memory,
-``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``).
+process's memory map, which makes the kernels that fill fresh arrays several times slower.
 
 :func:`empty` hands out such arrays from memory it keeps: a buffer is reused only when no
 Python object refers to it any more (no array, view, memoryview, PyTorch tensor or Numba

@@ -9,11 +9,6 @@ usual ``import numpy as np`` first, :func:`shorten_loaded_openblas_spinning` has
 loaded OpenBLAS (pthreads build) read its environment again and stop its thread pool,
 which it restarts, with the shorter timeout, at its next multi-threaded call.
 
-Measured on the 2-core reference machine (AMD EPYC), Linear+LIF step at n = 512 with
-``import numpy`` first: 75–78 ms with the long spinning (LIF forward and backward kernels
-8.1–10.2 ms each), 65–68 ms after the restart (3.9–4.9 ms), as with ``import numbaspike``
-first.
-
 Only Linux is handled (the loaded libraries are read from ``/proc/self/maps``); only while
 the importing thread is the process's only Python thread (stopping the pool under a
 running BLAS call would not be safe); only for a library exporting the entry points used.

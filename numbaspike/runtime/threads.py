@@ -7,20 +7,14 @@ Results do not depend on the thread count: no kernel reduces across threads.
 Unless ``NUMBA_THREADING_LAYER`` is set, numbaspike selects Numba's OpenMP (``omp``)
 threading layer where its library loads, else ``workqueue``. In ``workqueue`` the calling
 thread only waits while two fresh worker threads are woken for every parallel region; in
-OpenMP it works as one of the threads. On the 2-core reference machine the SHD-sized
-training step, 15 parallel regions, took 29-33 ms with ``workqueue`` and 23-25 ms with
-OpenMP; steps dominated by BLAS products (Linear+LIF, n = 512 and 2048) took the same time
-with either (measured alternately, same session).
+OpenMP it works as one of the threads, which makes steps with many parallel regions
+faster (the SHD-sized training step by about a fifth).
 
 After a parallel region GNU OpenMP's idle threads spin for ``GOMP_SPINCOUNT`` iterations
 (300 000 by default, a few milliseconds) before they sleep, and meanwhile take the cores
-from whatever runs next: on the 2-core reference machine (AMD EPYC) the weight-gradient
-product of the Linear+LIF step (n = 512), which follows the LIF backward kernel, took
-30-31 ms instead of 23-24 ms, and the step 65-75 ms instead of 60-62.5 ms. Unless
-``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY`` is set, numbaspike sets ``GOMP_SPINCOUNT=30000``
-before Numba loads OpenMP. Much shorter spinning costs a wake-up per parallel region
-instead: the SHD-sized step (15 regions, no BLAS) took 27-33 ms with 1 000 or 3 000 and
-21.5-27.5 ms with 30 000 or the default (measured alternately, 25 steps per process).
+from whatever runs next (such as a BLAS product). Unless ``GOMP_SPINCOUNT`` or
+``OMP_WAIT_POLICY`` is set, numbaspike sets ``GOMP_SPINCOUNT=30000`` before Numba loads
+OpenMP: much shorter spinning would cost a wake-up per parallel region instead.
 
 GNU OpenMP does not survive ``fork()``: Numba terminates a forked child that opens a
 parallel region after its parent had used OpenMP. numbaspike registers a fork handler so
@@ -30,9 +24,8 @@ the ``"spawn"`` or ``"forkserver"`` method of :mod:`multiprocessing`, or set
 ``NUMBA_THREADING_LAYER=workqueue``.
 
 OpenBLAS's idle threads spin for about 2^28 cycles (~0.1 s) after every BLAS call before they
-sleep, and meanwhile take the cores from the next Numba kernel: an SHD-sized training step
-with one small BLAS product per step was measured 83 ms with the default and 64 ms with
-``OPENBLAS_THREAD_TIMEOUT=16`` (2^16 cycles). ``import numbaspike`` sets this variable
+sleep, and meanwhile take the cores from the next Numba kernel. ``import numbaspike`` sets
+``OPENBLAS_THREAD_TIMEOUT=16`` (2^16 cycles)
 (unless set) and, when NumPy had already loaded OpenBLAS, restarts OpenBLAS's thread pool so
 that it applies (:mod:`numbaspike.runtime.openblas_spinning`). Where that cannot be done the variable stays
 unset. Either way narrow layers keep the event path, which calls no BLAS, up to a density
