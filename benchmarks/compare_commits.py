@@ -73,8 +73,13 @@ def _worker(tree: Path, args) -> dict:
     )
     with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
         env = {**os.environ, "PYTHONPATH": str(tree), "NUMBA_CACHE_DIR": cache}
-        done = subprocess.run(
-            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+        done = subprocess.run(  # cwd: not a checkout, which python -c would import first
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=cache,
+            capture_output=True,
+            text=True,
+            check=False,
         )
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
