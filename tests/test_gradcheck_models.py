@@ -271,6 +271,7 @@ def test_suite_rejects_unknown_models():
         gc.run_gradcheck_suite(models="lsnn")
 
 
+@pytest.mark.slow  # the models' torch parity runs in CI in test_models.py
 def test_suite_compares_the_models_with_the_pytorch_oracle():
     pytest.importorskip("torch")
     report = gc.run_gradcheck_suite(

@@ -70,7 +70,7 @@ def _network(backend_name: str, neuron: str) -> Sequential:
 
 
 @requires_cuda
-@pytest.mark.parametrize("neuron", ["lif", "lsnn"])
+@pytest.mark.parametrize("neuron", ["lif", pytest.param("lsnn", marks=pytest.mark.slow)])
 def test_a_network_trains_on_the_device_as_on_the_cpu(neuron, small_grid):
     rng = np.random.default_rng(1)
     x = (rng.random((T, B, 4)) < 0.5).astype(np.float64)

@@ -128,7 +128,9 @@ def test_tuned_li_kernels_compute_the_model_files_step_and_adjoint(dtype):
 
 def test_the_default_initial_membrane_passes_its_gradient_to_v_leak_on_both_paths():
     rng = np.random.default_rng(12)
-    p, x, _ = _lif_problem(rng, False, np.float64, surrogate="atan", alpha=5.0, smooth=True)
+    # the modes of MODE_CASES[3], whose generic kernels the test above compiled
+    modes = {"surrogate": "atan", "alpha": 5.0, "reset": "subtract", "smooth": True}
+    p, x, _ = _lif_problem(rng, False, np.float64, **modes)
     g_out = rng.normal(size=x.shape)
     tuned = neuron_backward(g_out, neuron_forward(x, p, DT)[1])
     generic = neuron_backward(g_out, generic_forward(LIF, x, p, DT)[1])

@@ -37,6 +37,8 @@ import numpy as np
 __all__ = [
     "NeuronModel",
     "Specialisation",
+    "resting_membrane",
+    "spiking_modes",
     "register",
     "model_of",
     "model_named",
@@ -159,6 +161,24 @@ class Specialisation:
     forward: Callable
     backward: Callable
     simulate: Callable | None
+
+
+def spiking_modes(p, dtype: np.dtype) -> tuple:
+    """``modes`` of a spiking model whose parameters have the fields of
+    :class:`~numbaspike.params.SpikingParameters`: ``(surrogate code, alpha in dtype, reset
+    code, detach_reset, smooth)``."""
+    return (
+        p.surrogate_code,
+        dtype.type(p.alpha),
+        p.reset_code,
+        bool(p.detach_reset),
+        bool(p.smooth),
+    )
+
+
+def resting_membrane(p, n: int) -> dict[str, np.ndarray]:
+    """The default initial membrane :math:`v_0 = v_{leak}`, per neuron (N,) in float64."""
+    return {"v": np.broadcast_to(np.asarray(p.v_leak, np.float64), (n,))}
 
 
 _REGISTRY: dict[str, NeuronModel] = {}

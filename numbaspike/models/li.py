@@ -28,7 +28,7 @@ import numpy as np
 
 from ..params import ArrayOrScalar, _as_param, _param_size, check_rates
 from ..validation import neuron_array
-from .base import NeuronModel, Specialisation, register
+from .base import NeuronModel, Specialisation, register, resting_membrane
 from .lif import membrane_step
 
 __all__ = ["LI", "LIParameters", "LI_NEURON_FIELDS", "li_adjoint_step"]
@@ -182,7 +182,7 @@ LI = register(
         make_step=_make_step,
         make_adjoint=_make_adjoint,
         parameter_grads=_parameter_grads,
-        initial_state=lambda p, n: {"v": np.broadcast_to(np.asarray(p.v_leak, np.float64), (n,))},
+        initial_state=resting_membrane,
         initial_state_owner={"v": "v_leak"},
         # the driver's mode slots, unused by a model without spikes
         modes=lambda p, dtype: (0, dtype.type(1.0), 0, False, False),

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..params import ArrayOrScalar, SpikingParameters, check_rates, check_reset_below_threshold
 from ..validation import neuron_array
-from .base import NeuronModel, Specialisation, register
+from .base import NeuronModel, Specialisation, register, resting_membrane, spiking_modes
 
 __all__ = [
     "LIF",
@@ -314,15 +314,9 @@ LIF = register(
         make_step=_make_step,
         make_adjoint=_make_adjoint,
         parameter_grads=_parameter_grads,
-        initial_state=lambda p, n: {"v": np.broadcast_to(np.asarray(p.v_leak, np.float64), (n,))},
+        initial_state=resting_membrane,
         initial_state_owner={"v": "v_leak"},
-        modes=lambda p, dtype: (
-            p.surrogate_code,
-            dtype.type(p.alpha),
-            p.reset_code,
-            bool(p.detach_reset),
-            bool(p.smooth),
-        ),
+        modes=spiking_modes,
         check=lambda p, dt: check_rates(p, dt, ("tau_mem_inv", "tau_syn_inv")),
         specialised=_specialisation,
     )

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..params import SpikingParameters, check_rates
 from ..validation import neuron_array
-from .base import NeuronModel, register
+from .base import NeuronModel, register, resting_membrane, spiking_modes
 
 __all__ = ["LIFBoxParameters", "LIF_BOX"]
 
@@ -190,15 +190,9 @@ LIF_BOX = register(
         make_step=_make_step,
         make_adjoint=_make_adjoint,
         parameter_grads=_parameter_grads,
-        initial_state=lambda p, n: {"v": np.broadcast_to(np.asarray(p.v_leak, np.float64), (n,))},
+        initial_state=resting_membrane,
         initial_state_owner={"v": "v_leak"},
-        modes=lambda p, dtype: (
-            p.surrogate_code,
-            dtype.type(p.alpha),
-            p.reset_code,
-            bool(p.detach_reset),
-            bool(p.smooth),
-        ),
+        modes=spiking_modes,
         check=lambda p, dt: check_rates(p, dt, ("tau_mem_inv",)),
         kink_arguments=_kink_arguments,
         replay=_replay,

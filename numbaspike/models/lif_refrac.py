@@ -88,7 +88,7 @@ import numpy as np
 
 from ..params import _as_param, check_rates, check_reset_below_threshold
 from ..validation import neuron_array
-from .base import NeuronModel, register
+from .base import NeuronModel, register, resting_membrane, spiking_modes
 from .lif import LIFParameters
 
 __all__ = ["LIFRefracParameters", "LIF_REFRAC"]
@@ -322,20 +322,10 @@ def _parameter_grads(sums: np.ndarray, dt: float) -> dict[str, np.ndarray]:
 def _initial_state(p: LIFRefracParameters, n: int) -> dict[str, np.ndarray]:
     zeros = np.zeros(n)
     return {
-        "v": np.broadcast_to(np.asarray(p.v_leak, np.float64), (n,)),
+        **resting_membrane(p, n),
         "i": zeros,
         "rho": zeros,
     }
-
-
-def _modes(p: LIFRefracParameters, dtype) -> tuple:
-    return (
-        p.surrogate_code,
-        dtype.type(p.alpha),
-        p.reset_code,
-        bool(p.detach_reset),
-        bool(p.smooth),
-    )
 
 
 def _kink_arguments(tape) -> np.ndarray:
@@ -409,7 +399,7 @@ LIF_REFRAC = register(
         parameter_grads=_parameter_grads,
         initial_state=_initial_state,
         initial_state_owner={"v": "v_leak"},
-        modes=_modes,
+        modes=spiking_modes,
         check=lambda p, dt: check_rates(p, dt, ("tau_mem_inv", "tau_syn_inv")),
         kink_arguments=_kink_arguments,
         discrete_signature=_discrete_signature,

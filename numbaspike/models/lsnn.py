@@ -66,7 +66,7 @@ import numpy as np
 
 from ..params import SpikingParameters, check_rates
 from ..validation import neuron_array
-from .base import NeuronModel, register
+from .base import NeuronModel, register, resting_membrane, spiking_modes
 
 __all__ = ["LSNNParameters", "LSNN"]
 
@@ -216,19 +216,9 @@ def _parameter_grads(sums: np.ndarray, dt: float) -> dict[str, np.ndarray]:
 
 def _initial_state(p: LSNNParameters, n: int) -> dict[str, np.ndarray]:
     return {
-        "v": np.broadcast_to(np.asarray(p.v_leak, np.float64), (n,)),
+        **resting_membrane(p, n),
         "b": np.broadcast_to(np.asarray(p.v_th, np.float64), (n,)),
     }
-
-
-def _modes(p: LSNNParameters, dtype) -> tuple:
-    return (
-        p.surrogate_code,
-        dtype.type(p.alpha),
-        p.reset_code,
-        bool(p.detach_reset),
-        bool(p.smooth),
-    )
 
 
 def _kink_arguments(tape) -> np.ndarray:
@@ -295,7 +285,7 @@ LSNN = register(
         parameter_grads=_parameter_grads,
         initial_state=_initial_state,
         initial_state_owner={"v": "v_leak"},
-        modes=_modes,
+        modes=spiking_modes,
         check=lambda p, dt: check_rates(p, dt, ("tau_mem_inv", "tau_syn_inv", "tau_adapt_inv")),
         kink_arguments=_kink_arguments,
         replay=_replay,
