@@ -224,25 +224,20 @@ def load_task(
 
 def build_network(n_in: int, n_out: int, config: dict):
     """The CLI's network for a resolved run configuration (see :mod:`numbaspike.run_config`)."""
-    from .layers import LI, LIFRecurrent, Linear
-    from .models.lif import LIFParameters
+    from .layers import LI, Linear
+    from .models import model_named
     from .network import Sequential
+    from .neuron_layers import named_form
 
     rng = np.random.default_rng(config["seed"])
     dtype = config["dtype"]
     hidden = config["hidden"]
     spiking = {"surrogate": config["surrogate"], "alpha": config["alpha"]}
-    recurrent = {"seed": rng, "scale": 1.0, "autapses": False, "dtype": dtype}
-    neuron = config["neuron"]
+    p = model_named(config["neuron"]).parameters().replace(**spiking)
     input_layer = Linear(n_in, hidden, seed=rng, scale=config["input_scale"], dtype=dtype)
-    if neuron == "lif":
-        hidden_layer = LIFRecurrent(hidden, LIFParameters(**spiking), **recurrent)
-    else:
-        from .models import model_named
-        from .neuron_layers import Neuron
-
-        p = model_named(neuron).parameters().replace(**spiking)
-        hidden_layer = Neuron(hidden, p, recurrent=True, **recurrent)
+    hidden_layer = named_form(config["neuron"], recurrent=True)(
+        hidden, p, seed=rng, scale=1.0, autapses=False, dtype=dtype
+    )
     return Sequential(
         input_layer,
         hidden_layer,

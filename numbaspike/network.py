@@ -9,11 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from .layers import LI, LIF, Layer, LIFRecurrent, Linear
+from .layers import Layer, Linear
 from .layers_cuda import host
-from .models.li import LI_NEURON_FIELDS, LIParameters
-from .models.lif import LIF_NEURON_FIELDS, LIFParameters
-from .params import check_time_step
+from .models import model_named
+from .neuron_layers import Neuron, config_forms, neuron_layer, parameters_from_config
 from .validation import all_finite
 
 __all__ = ["Sequential", "NetworkTape", "layer_from_config"]
@@ -237,12 +236,12 @@ def _check_neuron_parameters(k: int, layer: Layer, values: dict[str, np.ndarray]
     """Check that the new values of the learned neuron parameters of layer ``k`` give valid
     neuron parameters, as its forward pass will require (a ValueError naming them)."""
     learn = getattr(layer, "learn", ())
-    if not learn or not isinstance(layer, (LIF, LIFRecurrent, LI)):
+    if not learn or not isinstance(layer, Neuron):
         return
     names = ", ".join(f"{k}.{name}" for name in learn)
     try:
         p = layer.p.replace(**{name: values[f"{k}.{name}"] for name in learn})
-        check_time_step(p, layer.dt)
+        layer.model.check(p, layer.dt)
     except ValueError as err:
         raise ValueError(f"parameters {names} are invalid neuron parameters: {err}") from None
 
@@ -251,14 +250,14 @@ def _input_gradient_is_finite(layer: Layer) -> bool:
     """Whether the input gradient returned by ``layer.backward`` is finite: the neuron layers'
     own backward passes raise otherwise (see :meth:`Linear.backward`); a subclass that
     replaces them is not trusted."""
-    return type(layer).backward in (LIF.backward, LIFRecurrent.backward, LI.backward)
+    return type(layer).backward is Neuron.backward
 
 
 def _can_overwrite(layer: Layer, g: np.ndarray) -> bool:
     """Whether the backward pass of ``layer`` can write dL/dx over ``g`` (a neuron layer,
     whose input and output have the same shape, given a C-contiguous ``g`` of its dtype)."""
     return (
-        isinstance(layer, (LIF, LIFRecurrent, LI))
+        isinstance(layer, Neuron)
         and isinstance(g, np.ndarray)
         and g.dtype == layer.dtype
         and g.flags.c_contiguous
@@ -266,20 +265,34 @@ def _can_overwrite(layer: Layer, g: np.ndarray) -> bool:
     )
 
 
-#: Fields of each layer type's configuration: required ones, then optional ones.
-_NEURON_REQUIRED = ("type", "n", "dt", "p")
-_LAYER_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "Linear": (("type", "n_in", "n_out"), ("bias", "dtype")),
-    "LIF": (_NEURON_REQUIRED, ("learn", "sparse_tol", "dtype")),
-    "LIFRecurrent": (_NEURON_REQUIRED, ("learn", "sparse_tol", "autapses", "dtype")),
-    "LI": (_NEURON_REQUIRED, ("learn", "dtype")),
-    "Neuron": (("type", "model", "n", "dt", "p"), ("learn", "recurrent", "autapses", "dtype")),
-}
-_LEARNABLE = {"LIF": LIF_NEURON_FIELDS, "LIFRecurrent": LIF_NEURON_FIELDS, "LI": LI_NEURON_FIELDS}
-_PARAMS_CLASS = {"LIF": LIFParameters, "LIFRecurrent": LIFParameters, "LI": LIParameters}
+_LINEAR_FIELDS = (("type", "n_in", "n_out"), ("bias", "dtype"))
+_NEURON_FIELDS = (
+    ("type", "model", "n", "dt", "p"),
+    ("learn", "recurrent", "autapses", "sparse_tol", "dtype"),
+)
 #: Neuron-parameter fields that hold a string or a bool; all others hold numbers.
 _STRING_FIELDS = ("surrogate", "reset")
 _BOOL_FIELDS = ("detach_reset", "smooth")
+
+
+def _layer_fields(kind: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The required and the optional fields of a layer type's configuration (None: no such
+    type). A named form's type (``"LIF"``) implies its model and form, so it has no
+    ``model`` nor ``recurrent`` field."""
+    if kind == "Linear":
+        return _LINEAR_FIELDS
+    if kind == "Neuron":
+        return _NEURON_FIELDS
+    form = config_forms().get(kind)
+    if form is None:
+        return None
+    model, recurrent = model_named(form[0]), form[1]
+    optional = ("learn",) + ("autapses",) * recurrent + ("sparse_tol",) * model.sparse_backward
+    return ("type", "n", "dt", "p"), optional + ("dtype",)
+
+
+def _layer_types() -> list[str]:
+    return sorted(["Linear", "Neuron", *config_forms()])
 
 
 def layer_from_config(cfg: Mapping[str, Any]) -> Layer:
@@ -288,8 +301,8 @@ def layer_from_config(cfg: Mapping[str, Any]) -> Layer:
     Parameters
     ----------
     cfg : dict
-        ``{"type": "Linear" | "LIF" | "LIFRecurrent" | "LI", ...}`` as written by the layer's
-        ``config()`` (JSON types: sizes are ints, ``dt`` and neuron parameters numbers or
+        ``{"type": "Linear" | "Neuron" | "LIF" | "LIFRecurrent" | "LI", ...}`` as written by
+        the layer's ``config()`` (JSON types: sizes are ints, ``dt`` and neuron parameters numbers or
         lists of numbers, flags bools).
 
     Raises
@@ -299,18 +312,13 @@ def layer_from_config(cfg: Mapping[str, Any]) -> Layer:
         of the wrong type (e.g. a string where a number is expected) or an invalid value.
     """
     kind, kwargs = _parse_layer_config(cfg)
-    if kind == "Neuron":
-        from .neuron_layers import neuron_layer
-
-        try:
-            return neuron_layer(**kwargs)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"invalid {kwargs['model']} layer configuration: {err}") from None
-    cls = {"Linear": Linear, "LIF": LIF, "LIFRecurrent": LIFRecurrent, "LI": LI}[kind]
     try:
-        return cls(**kwargs)
+        if kind == "Linear":
+            return Linear(**kwargs)
+        return neuron_layer(**kwargs, config_type=kind)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"invalid {kind} layer configuration: {err}") from None
+        name = kwargs["model"] if kind == "Neuron" else kind
+        raise ValueError(f"invalid {name} layer configuration: {err}") from None
 
 
 def _check_config_list(config: Any) -> None:
@@ -343,7 +351,7 @@ def _config_parameter_shapes(config: Any) -> dict[str, tuple[int, ...]]:
             continue
         for name in kw["learn"]:
             shapes[f"{k}.{name}"] = (kw["n"],)
-        if kind == "LIFRecurrent" or (kind == "Neuron" and kw["recurrent"]):
+        if kw["recurrent"]:
             shapes[f"{k}.w_rec"] = (kw["n"], kw["n"])
     return shapes
 
@@ -354,12 +362,13 @@ def _parse_layer_config(cfg: Any) -> tuple[str, dict[str, Any]]:
     if not isinstance(cfg, Mapping):
         raise ValueError(f"a layer configuration must be a dict, got {type(cfg).__name__}")
     kind = cfg.get("type")
-    if not isinstance(kind, str) or kind not in _LAYER_FIELDS:
+    fields_of_kind = _layer_fields(kind) if isinstance(kind, str) else None
+    if fields_of_kind is None:
         raise ValueError(
             f"unknown layer type {reprlib.repr(kind)} in configuration, expected one of "
-            f"{sorted(_LAYER_FIELDS)}"
+            f"{_layer_types()}"
         )
-    required, optional = _LAYER_FIELDS[kind]
+    required, optional = fields_of_kind
     missing = [f for f in required if f not in cfg]
     unexpected = sorted(reprlib.repr(f) for f in cfg if f not in required + optional)
     if missing or unexpected:
@@ -373,8 +382,6 @@ def _parse_layer_config(cfg: Any) -> tuple[str, dict[str, Any]]:
             f"{kind} layer configuration: dtype must be 'float32' or 'float64', got "
             f"{reprlib.repr(dtype)}"
         )
-    if kind == "Neuron":
-        return kind, _parse_neuron_config(cfg, np.dtype(dtype))
     if kind == "Linear":
         return kind, {
             "n_in": _config_size(kind, "n_in", cfg["n_in"]),
@@ -382,18 +389,7 @@ def _parse_layer_config(cfg: Any) -> tuple[str, dict[str, Any]]:
             "bias": _config_bool(kind, "bias", cfg.get("bias", False)),
             "dtype": np.dtype(dtype),
         }
-    kwargs: dict[str, Any] = {
-        "n": _config_size(kind, "n", cfg["n"]),
-        "dt": _config_number(kind, "dt", cfg["dt"]),
-        "learn": _config_learn(kind, cfg.get("learn", []), _LEARNABLE[kind]),
-        "p": _config_neuron_parameters(kind, cfg["p"]),
-        "dtype": np.dtype(dtype),
-    }
-    if "sparse_tol" in cfg and cfg["sparse_tol"] is not None:
-        kwargs["sparse_tol"] = _config_number(kind, "sparse_tol", cfg["sparse_tol"])
-    if kind == "LIFRecurrent":
-        kwargs["autapses"] = _config_bool(kind, "autapses", cfg.get("autapses", True))
-    return kind, kwargs
+    return kind, _parse_neuron_config(kind, cfg, np.dtype(dtype))
 
 
 def _as_float(value: Any) -> float | None:
@@ -457,80 +453,53 @@ def _config_learn(kind: str, value: Any, allowed: tuple[str, ...]) -> tuple[str,
     return tuple(value)
 
 
-def _config_neuron_parameters(kind: str, p: Any) -> LIFParameters | LIParameters:
-    cls = _PARAMS_CLASS[kind]
+def _config_neuron_parameters(kind: str, cls: type, p: Any):
+    """The parameter object of class ``cls`` that the ``p`` field of a configuration holds."""
     if not isinstance(p, Mapping):
-        raise ValueError(f"{kind} layer configuration: p must be a dict, got {type(p).__name__}")
+        raise ValueError(f"{kind}: p must be a dict, got {type(p).__name__}")
     names = [f.name for f in fields(cls) if f.init]
     unexpected = sorted(reprlib.repr(f) for f in p if f not in names)
     if unexpected:
         raise ValueError(
-            f"{kind} layer configuration: p has unexpected fields [{', '.join(unexpected)}], "
-            f"expected some of {names}"
+            f"{kind}: p has unexpected fields [{', '.join(unexpected)}], expected some of {names}"
         )
-    values: dict[str, Any] = {}
-    for name, value in p.items():
-        if name in _STRING_FIELDS:
-            ok = isinstance(value, str)
-            expected = "a string"
-        elif name in _BOOL_FIELDS:
-            ok = isinstance(value, bool)
-            expected = "a bool"
-        elif isinstance(value, (list, tuple)):
-            floats = [_as_float(v) for v in value]
-            ok = None not in floats
-            expected = "a number or a list of numbers"
-            value = np.array(floats, dtype=np.float64) if ok else value
-        else:
-            ok = _as_float(value) is not None
-            expected = "a number or a list of numbers"
-            value = _as_float(value) if ok else value
-        if not ok:
-            raise ValueError(
-                f"{kind} layer configuration: p[{name!r}] must be {expected}, "
-                f"got {reprlib.repr(value)}"
-            )
-        values[name] = value
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{kind} layer configuration: p: {err}") from None
-
-
-def _parse_neuron_config(cfg: Mapping[str, Any], dtype: np.dtype) -> dict[str, Any]:
-    """Keyword arguments of :func:`numbaspike.neuron_layers.neuron_layer` from a
-    ``{"type": "Neuron", "model": ...}`` configuration."""
-    from .models import model_named
-    from .neuron_layers import parameters_from_config
-
-    name = cfg["model"]
-    if not isinstance(name, str):
-        raise ValueError(f"Neuron layer configuration: model must be a string, got {name!r}")
-    try:
-        model = model_named(name)
-    except ValueError as err:
-        raise ValueError(f"Neuron layer configuration: {err}") from None
-    kind = f"{name} layer configuration"
-    p = cfg["p"]
-    if not isinstance(p, Mapping):
-        raise ValueError(f"{kind}: p must be a dict, got {type(p).__name__}")
     _check_json_parameters(kind, "p", p)
     try:
-        params = parameters_from_config(model.parameters, dict(p))
+        return parameters_from_config(cls, dict(p))
     except (TypeError, ValueError) as err:
         raise ValueError(f"{kind}: p: {err}") from None
-    recurrent = _config_bool(kind, "recurrent", cfg.get("recurrent", False))
+
+
+def _parse_neuron_config(kind: str, cfg: Mapping[str, Any], dtype: np.dtype) -> dict[str, Any]:
+    """Keyword arguments of :func:`numbaspike.neuron_layers.neuron_layer` from a neuron
+    layer's configuration: ``{"type": "Neuron", "model": ...}`` or a named form's."""
+    if kind == "Neuron":
+        name = cfg["model"]
+        if not isinstance(name, str):
+            raise ValueError(f"Neuron layer configuration: model must be a string, got {name!r}")
+        try:
+            model = model_named(name)
+        except ValueError as err:
+            raise ValueError(f"Neuron layer configuration: {err}") from None
+        label = name
+        recurrent = _config_bool(label, "recurrent", cfg.get("recurrent", False))
+    else:
+        name, recurrent = config_forms()[kind]
+        model = model_named(name)
+        label = kind
     kwargs: dict[str, Any] = {
         "model": name,
-        "n": _config_size(kind, "n", cfg["n"]),
-        "p": params,
-        "dt": _config_number(kind, "dt", cfg["dt"]),
-        "learn": _config_learn(kind, cfg.get("learn", []), model.learnable),
+        "n": _config_size(label, "n", cfg["n"]),
+        "p": _config_neuron_parameters(f"{label} layer configuration", model.parameters, cfg["p"]),
+        "dt": _config_number(label, "dt", cfg["dt"]),
+        "learn": _config_learn(label, cfg.get("learn", []), model.learnable),
         "recurrent": recurrent,
         "dtype": dtype,
     }
     if recurrent:
-        kwargs["autapses"] = _config_bool(kind, "autapses", cfg.get("autapses", True))
+        kwargs["autapses"] = _config_bool(label, "autapses", cfg.get("autapses", True))
+    if cfg.get("sparse_tol") is not None:
+        kwargs["sparse_tol"] = _config_number(label, "sparse_tol", cfg["sparse_tol"])
     return kwargs
 
 
@@ -548,7 +517,8 @@ def _check_json_parameters(kind: str, where: str, p: Mapping[str, Any]) -> None:
         elif name in _BOOL_FIELDS:
             ok, expected = isinstance(value, bool), "a bool"
         elif isinstance(value, (list, tuple)):
-            ok, expected = all(_as_float(v) is not None for v in value), "a list of numbers"
+            ok = all(_as_float(v) is not None for v in value)
+            expected = "a number or a list of numbers"
         else:
             ok, expected = _as_float(value) is not None, "a number or a list of numbers"
         if not ok:

@@ -790,10 +790,67 @@ def lif_refrac_forward_torch(
     return torch.stack(spikes), _final({"v": v, "i": i, "rho": rho}, z_prev, w)
 
 
+#: Norse 1.1.0 ``LIFParameters`` defaults (the LI readout's are the same, less the spike's).
+LIF_DEFAULTS = {
+    "tau_syn_inv": 200.0,
+    "tau_mem_inv": 100.0,
+    "v_leak": 0.0,
+    "v_th": 1.0,
+    "v_reset": 0.0,
+}
+LI_DEFAULTS = {"tau_syn_inv": 200.0, "tau_mem_inv": 100.0, "v_leak": 0.0}
+
+
+def lif_model_forward_torch(
+    x: torch.Tensor,
+    p: dict | None = None,
+    dt: float = 1e-3,
+    w_rec: torch.Tensor | None = None,
+    state: dict | None = None,
+    surrogate: str = "superspike",
+    alpha: float = 100.0,
+    reset: str = "zero",
+    detach_reset: bool = False,
+    smooth: bool = False,
+):
+    """:func:`lif_forward_torch` in the form of the other models' oracles (``p`` and
+    ``state`` by name, the final state as a dict)."""
+    p = {**LIF_DEFAULTS, **(p or {})}
+    state = state or {}
+    z, (v, i, z_last) = lif_forward_torch(
+        x, p["tau_mem_inv"], p["tau_syn_inv"], p["v_leak"], p["v_th"], p["v_reset"], dt,
+        surrogate, alpha, reset, detach_reset, smooth, w_rec=w_rec, v0=state.get("v"),
+        i0=state.get("i"), z0=state.get("z"),
+    )  # fmt: skip
+    return z, _final({"v": v, "i": i}, z_last, w_rec)
+
+
+def li_model_forward_torch(
+    x: torch.Tensor,
+    p: dict | None = None,
+    dt: float = 1e-3,
+    w_rec: torch.Tensor | None = None,
+    state: dict | None = None,
+    **spike_options,
+):
+    """:func:`li_forward_torch` in the form of the other models' oracles (the readout emits
+    no spikes: ``spike_options`` are ignored and ``w_rec`` must be None)."""
+    if w_rec is not None:
+        raise ValueError("w_rec: the LI readout has no recurrent form")
+    p = {**LI_DEFAULTS, **(p or {})}
+    state = state or {}
+    v_all, (v, i) = li_forward_torch(
+        x, p["tau_mem_inv"], p["tau_syn_inv"], p["v_leak"], dt, state.get("v"), state.get("i")
+    )
+    return v_all, {"v": v, "i": i}
+
+
 #: The oracle of each registered model on numbaspike's generic driver, by registry name:
 #: ``(forward, defaults)``, ``forward(x, p, dt, w_rec, state, surrogate, alpha, reset,
 #: detach_reset, smooth) -> (z, final_state)`` with ``p`` any of ``defaults``' keys.
 MODELS = {
+    "lif": (lif_model_forward_torch, LIF_DEFAULTS),
+    "li": (li_model_forward_torch, LI_DEFAULTS),
     "lif_box": (lif_box_forward_torch, LIF_BOX_DEFAULTS),
     "lsnn": (lsnn_forward_torch, LSNN_DEFAULTS),
     "lif_refrac": (lif_refrac_forward_torch, LIF_REFRAC_DEFAULTS),

@@ -504,6 +504,8 @@ def _torch_model_forward(ref, x, p, dt, *, smooth, w_rec=None, state=None, learn
     forward, defaults = ref.MODELS[model.name]
     values = {k: getattr(p, k) for k in defaults}
     values.update(learned or {})
+    if not model.spiking:  # a readout: no spike options
+        return forward(x, values, dt, w_rec, state)
     return forward(
         x, values, dt, w_rec, state, surrogate=p.surrogate, alpha=p.alpha, reset=p.reset,
         detach_reset=p.detach_reset, smooth=smooth,
@@ -517,7 +519,7 @@ def _torch_network_forward(net, x, params: dict, smooth: bool):
     import torch
 
     from .. import torch_reference as ref
-    from ..layers import LI, LIF, LIFRecurrent, Linear
+    from ..layers import Linear, Neuron
 
     for k, layer in enumerate(net.layers):
         mine = {
@@ -532,18 +534,7 @@ def _torch_network_forward(net, x, params: dict, smooth: bool):
             x = x @ mine["weight"].T
             if "bias" in mine:
                 x = x + mine["bias"]
-        elif isinstance(layer, (LIF, LIFRecurrent)):
-            p = layer.p
-            values = {f: mine.get(f, getattr(p, f)) for f in _LIF_FIELDS}
-            x, _ = ref.lif_forward_torch(
-                x, **values, v_reset=p.v_reset, dt=layer.dt, surrogate=p.surrogate,
-                alpha=p.alpha, reset=p.reset, detach_reset=p.detach_reset, smooth=smooth,
-                w_rec=w_rec,
-            )  # fmt: skip
-        elif isinstance(layer, LI):
-            values = {f: mine.get(f, getattr(layer.p, f)) for f in _LI_FIELDS}
-            x, _ = ref.li_forward_torch(x, **values, dt=layer.dt)
-        elif getattr(layer, "model", None) is not None:
+        elif isinstance(layer, Neuron):
             x, _ = _torch_model_forward(
                 ref, x, layer.p, layer.dt, smooth=smooth, w_rec=w_rec, learned=mine
             )

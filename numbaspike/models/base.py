@@ -92,6 +92,9 @@ class NeuronModel:
     spiking : bool
         Whether the layer's output is spikes (False for a readout such as LI, whose output
         is its membrane).
+    sparse_backward : bool
+        Whether the specialised kernels take ``sparse_tol`` (the sparse backward pass with a
+        compact tape, :mod:`numbaspike.compact_tape`); the other models refuse it.
 
     Notes
     -----
@@ -133,6 +136,7 @@ class NeuronModel:
     check: Callable[[Any, float], None]
     specialised: Callable[[], Specialisation] | None = None
     spiking: bool = True
+    sparse_backward: bool = False
     # gradient checking (numbaspike.gradcheck); optional, documented in the Notes above
     kink_arguments: Callable[[Any], np.ndarray] | None = None
     discrete_signature: Callable[[Any], np.ndarray] | None = None

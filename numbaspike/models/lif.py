@@ -319,5 +319,6 @@ LIF = register(
         modes=spiking_modes,
         check=lambda p, dt: check_rates(p, dt, ("tau_mem_inv", "tau_syn_inv")),
         specialised=_specialisation,
+        sparse_backward=True,
     )
 )
