@@ -154,6 +154,21 @@ def _add_train_parser(sub) -> None:
         action="store_true",
         help="continue the run whose checkpoint is in --out (checkpoint.npz)",
     )
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="MODEL.nir",
+        help="start from the network of a NIR file (numbaspike export writes one) instead of "
+        "a new one; it must take the task's inputs and end in an LI readout with one output "
+        "per class, and --hidden, --neuron, --dtype, --surrogate, --alpha and --input-scale "
+        "cannot be given with it",
+    )
+    p.add_argument(
+        "--dt",
+        type=_positive_float,
+        help="time step (s) of the --init-from network, for a file that gives none (default: "
+        "the file's)",
+    )
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -187,6 +202,34 @@ def _add_gradcheck_parser(sub) -> None:
     )
 
 
+def _add_nir_parsers(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write the network of a checkpoint as a NIR file",
+        description=(
+            "Write the network of a numbaspike checkpoint (e.g. out/checkpoint.npz of "
+            "numbaspike train) as a NIR graph (HDF5) that other simulators and neuromorphic "
+            "toolchains read. Needs the nir extra: pip install 'numbaspike[nir]'."
+        ),
+    )
+    p.add_argument("checkpoint", type=Path, help="checkpoint file (.npz)")
+    p.add_argument("out", type=Path, help="NIR file to write (.nir)")
+    p = sub.add_parser(
+        "inspect",
+        help="print the layers of a NIR file as numbaspike reads them",
+        description=(
+            "Read a NIR file and print the numbaspike network it describes: each layer's "
+            "type, sizes and parameters (a per-neuron parameter as its range)."
+        ),
+    )
+    p.add_argument("model", type=Path, help="NIR file (.nir)")
+    p.add_argument(
+        "--dt",
+        type=_positive_float,
+        help="time step (s) for a file that gives none (default: the file's)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="numbaspike",
@@ -196,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train_parser(sub)
     _add_gradcheck_parser(sub)
+    _add_nir_parsers(sub)
     return parser
 
 
@@ -305,6 +349,7 @@ def cmd_train(args) -> int:
     t0 = time.perf_counter()
     out: Path = args.out if args.out is not None else DEFAULT_OUT
     _check_out_folder(out)
+    _check_init_from_options(args)
     if args.resume:
         ckpt, config = _resume_state(args, out)
     else:
@@ -335,7 +380,10 @@ def cmd_train(args) -> int:
         start_epoch, history = ckpt.epoch, ckpt.history
         print(f"resuming from {ckpt_path} after epoch {start_epoch} of {config['epochs']}")
     else:
-        net = build_network(train.n_inputs, train.n_classes, config)
+        if args.init_from is not None:
+            net = _init_from(args, config, train.n_inputs, train.n_classes)
+        else:
+            net = build_network(train.n_inputs, train.n_classes, config)
         optimizer = Adam(net.parameters(), lr=config["lr"])
     plots = not args.no_plots and _can_plot()
     print(net)
@@ -417,6 +465,99 @@ def _write_plots(net, test, history, out: Path) -> None:
     plt.close("all")
 
 
+def _read_nir(path: Path, dt: float | None):
+    """The network of a NIR file, or a usage error naming the file (and the extra)."""
+    try:
+        from .nir import NIRError, load
+    except ImportError as err:  # pragma: no cover - numbaspike.nir imports nir lazily
+        raise _UsageError(str(err)) from None
+    try:
+        return load(path, dt=dt)
+    except (ImportError, FileNotFoundError, NIRError) as err:
+        raise _UsageError(str(err)) from None
+
+
+def cmd_export(args) -> int:
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .nir import NIRError, save
+
+    try:
+        net = load_checkpoint(args.checkpoint).network
+    except (FileNotFoundError, CheckpointError) as err:
+        raise _UsageError(str(err)) from None
+    try:
+        path = save(net, args.out)
+    except (ImportError, NIRError) as err:
+        raise _UsageError(str(err)) from None
+    except OSError as err:
+        raise _UsageError(f"cannot write {args.out}: {err.strerror or err}") from None
+    print(f"wrote {path}: {len(net.layers)} layers, {net.layers[0].n_in} inputs, "
+          f"{net.layers[-1].n_out} outputs")  # fmt: skip
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .nir import describe
+
+    net = _read_nir(args.model, args.dt)
+    print(f"{args.model}: {net.layers[0].n_in} inputs -> {net.layers[-1].n_out} outputs")
+    print(describe(net))
+    return 0
+
+
+def _check_init_from_options(args) -> None:
+    """``--init-from`` takes the network from its file: the options that describe one are
+    refused (before any data is loaded)."""
+    if args.resume and args.init_from is not None:
+        raise _UsageError("--resume continues a run's own network; it cannot take --init-from")
+    if args.dt is not None and args.init_from is None:
+        raise _UsageError("--dt is the time step of an --init-from network; give --init-from")
+    if args.init_from is None:
+        return
+    given = [f"--{name.replace('_', '-')}" for name in _FIXED_BY_INIT_FROM
+             if getattr(args, name) is not None]  # fmt: skip
+    if given:
+        raise _UsageError(
+            f"--init-from {args.init_from} fixes the network, so {', '.join(given)} cannot be "
+            "given with it"
+        )
+
+
+def _init_from(args, config: dict, n_inputs: int, n_classes: int):
+    """The network of ``--init-from``, checked against the task; ``config`` records it."""
+    from .neuron_layers import Neuron
+
+    net = _read_nir(args.init_from, args.dt)
+    last = net.layers[-1]
+    if not isinstance(last, Neuron) or last.model.name != "li":
+        raise _UsageError(
+            f"--init-from {args.init_from}: the network must end in an LI readout, it ends in "
+            f"{type(last).__name__}"
+        )
+    if last.n_out != n_classes:
+        raise _UsageError(
+            f"--init-from {args.init_from}: the readout has {last.n_out} outputs, the task has "
+            f"{n_classes} classes"
+        )
+    if net.layers[0].n_in != n_inputs:
+        raise _UsageError(
+            f"--init-from {args.init_from}: the network takes {net.layers[0].n_in} inputs, the "
+            f"task has {n_inputs}"
+        )
+    spiking = [layer for layer in net.layers if isinstance(layer, Neuron) and layer.model.spiking]
+    if spiking:
+        first = spiking[0]
+        config.update(hidden=first.n_out, neuron=first.model.name)
+        config.update(surrogate=first.p.surrogate, alpha=float(first.p.alpha))
+    config["dtype"] = last.dtype.name
+    config["init_from"] = str(Path(args.init_from).resolve())
+    return net
+
+
+#: Options that describe the network, which --init-from takes from its file instead.
+_FIXED_BY_INIT_FROM = ("hidden", "neuron", "dtype", "surrogate", "alpha", "input_scale")
+
+
 def cmd_gradcheck(args) -> int:
     from .gradcheck import run_gradcheck_suite
 
@@ -437,7 +578,12 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    command = cmd_train if args.command == "train" else cmd_gradcheck
+    command = {
+        "train": cmd_train,
+        "gradcheck": cmd_gradcheck,
+        "export": cmd_export,
+        "inspect": cmd_inspect,
+    }[args.command]
     try:
         return command(args)
     except _UsageError as err:

@@ -322,3 +322,55 @@ def test_train_with_another_neuron_model_records_it(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--neuron", "izhikevich"])
     assert "argument --neuron: invalid choice" in capsys.readouterr().err
+
+
+def test_export_inspect_and_train_from_a_nir_file(finished_run, tmp_path, capsys):
+    pytest.importorskip("nir")
+    from numbaspike.checkpoint import load_checkpoint
+
+    model = tmp_path / "model.nir"
+    assert main(["export", str(finished_run / "checkpoint.npz"), str(model)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert main(["inspect", str(model)]) == 0
+    shown = capsys.readouterr().out
+    assert "100 inputs -> 10 outputs" in shown and "LIFRecurrent recurrent n=16" in shown
+    out = tmp_path / "from_nir"
+    argv = ["train", "--init-from", str(model), "--epochs", "1", "--steps", "20",
+            "--max-samples", "200", "--batch-size", "32", "--quiet", "--no-plots"]  # fmt: skip
+    assert main([*argv, "--out", str(out)]) == 0
+    trained = load_checkpoint(out / "checkpoint.npz")
+    exported = load_checkpoint(finished_run / "checkpoint.npz").network
+    assert trained.network.config() == exported.config()  # the file's network, trained on
+    assert trained.config["hidden"] == 16 and trained.config["init_from"] == str(model)
+
+
+def test_nir_commands_refuse_bad_input_in_one_line(finished_run, tmp_path, capsys):
+    pytest.importorskip("nir")
+    from numbaspike import layers as L
+    from numbaspike import nir as NN
+    from numbaspike.network import Sequential
+
+    model = tmp_path / "model.nir"
+    assert main(["export", str(finished_run / "checkpoint.npz"), str(model)]) == 0
+    capsys.readouterr()
+    five = NN.save(Sequential(L.Linear(100, 8), L.LIF(8), L.Linear(8, 5), L.LI(5)),
+                   tmp_path / "five.nir")  # fmt: skip
+    spiking = NN.save(Sequential(L.Linear(100, 10), L.LIF(10)), tmp_path / "spiking.nir")
+    cases = [
+        (["train", "--init-from", str(five)], "the readout has 5 outputs, the task has 10"),
+        (["train", "--init-from", str(spiking)], "must end in an LI readout, it ends in LIF"),
+        (["inspect", str(finished_run / "checkpoint.npz")], "not an HDF5 file"),
+        (["inspect", str(tmp_path / "none.nir")], "NIR file not found"),
+        (["export", str(tmp_path / "none.npz"), str(tmp_path / "x.nir")], "not found"),
+        (["train", "--init-from", str(model), "--hidden", "8", "--dtype", "float64"],
+         "fixes the network, so --hidden, --dtype cannot be given"),
+        (["train", "--init-from", str(model), "--task", "digits", "--max-samples", "50"],
+         "the network takes 100 inputs, the task has 64"),
+        (["train", "--init-from", str(model), "--resume"], "cannot take --init-from"),
+        (["train", "--dt", "0.002"], "--dt is the time step of an --init-from network"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        assert main([*argv, "--out", str(tmp_path / "o")] if argv[0] == "train" else argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "o").exists()
