@@ -169,6 +169,19 @@ def _add_train_parser(sub) -> None:
         help="time step (s) of the --init-from network, for a file that gives none (default: "
         "the file's)",
     )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="train data-parallel on the ranks of MPI_COMM_WORLD (start with mpiexec or srun; "
+        "needs the mpi extra): each rank takes a shard of every batch, rank 0 prints and writes",
+    )
+    p.add_argument(
+        "--mpi-timeout",
+        type=_positive_float,
+        default=300.0,
+        help="with --distributed: seconds a rank waits for another before stopping every rank "
+        "(default: 300)",
+    )
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -350,6 +363,13 @@ def cmd_train(args) -> int:
     out: Path = args.out if args.out is not None else DEFAULT_OUT
     _check_out_folder(out)
     _check_init_from_options(args)
+    comm = _communicator(args)
+    lead = comm is None or comm.Get_rank() == 0  # rank 0 alone prints and writes
+
+    def say(*parts, **kwargs) -> None:
+        if lead:
+            print(*parts, **kwargs)
+
     if args.resume:
         ckpt, config = _resume_state(args, out)
     else:
@@ -368,7 +388,7 @@ def cmd_train(args) -> int:
         )
     except (FileNotFoundError, ValueError, ImportError) as err:
         raise _UsageError(str(err)) from None
-    print(
+    say(
         f"task {config['task']}: {len(train)} train / {len(test)} test samples, "
         f"{train.n_inputs} inputs, {train.steps} steps, {train.n_classes} classes"
     )
@@ -378,7 +398,7 @@ def cmd_train(args) -> int:
     if ckpt is not None:
         net, optimizer = ckpt.network, ckpt.make_optimizer()
         start_epoch, history = ckpt.epoch, ckpt.history
-        print(f"resuming from {ckpt_path} after epoch {start_epoch} of {config['epochs']}")
+        say(f"resuming from {ckpt_path} after epoch {start_epoch} of {config['epochs']}")
     else:
         if args.init_from is not None:
             net = _init_from(args, config, train.n_inputs, train.n_classes)
@@ -386,7 +406,7 @@ def cmd_train(args) -> int:
             net = build_network(train.n_inputs, train.n_classes, config)
         optimizer = Adam(net.parameters(), lr=config["lr"])
     plots = not args.no_plots and _can_plot()
-    print(net)
+    say(net)
     saved_epochs = start_epoch if ckpt is not None else None  # of the last checkpoint on disk
 
     def note_checkpoint(epoch: int, _history) -> None:
@@ -398,12 +418,12 @@ def cmd_train(args) -> int:
             net, train, loss, optimizer, config["epochs"], batch_size=config["batch_size"],
             val=test, seed=config["seed"], start_epoch=start_epoch, history=history,
             checkpoint_path=ckpt_path, checkpoint_config=config, progress=not args.quiet,
-            on_epoch_end=note_checkpoint,
+            on_epoch_end=note_checkpoint, comm=comm, mpi_timeout=args.mpi_timeout,
         )  # fmt: skip
     except KeyboardInterrupt:
-        print(_interrupted_message(out, saved_epochs), file=sys.stderr)
+        say(_interrupted_message(out, saved_epochs), file=sys.stderr)
         return EXIT_INTERRUPTED
-    test_loss, test_acc = evaluate(net, test, loss)
+    test_loss, test_acc = evaluate(net, test, loss, comm=comm, mpi_timeout=args.mpi_timeout)
     elapsed = time.perf_counter() - t0
     summary = {
         "task": config["task"],
@@ -414,6 +434,8 @@ def cmd_train(args) -> int:
         "seconds": elapsed,
         "mean_epoch_seconds": float(np.mean(history.epoch_time)) if history.epoch_time else None,
     }
+    if not lead:
+        return 0
     print(
         f"test accuracy: {test_acc:.3f} (chance {1.0 / train.n_classes:.3f}); total {elapsed:.1f} s"
     )
@@ -503,6 +525,19 @@ def cmd_inspect(args) -> int:
     print(f"{args.model}: {net.layers[0].n_in} inputs -> {net.layers[-1].n_out} outputs")
     print(describe(net))
     return 0
+
+
+def _communicator(args):
+    """``MPI.COMM_WORLD`` for ``--distributed`` (None otherwise), or a usage error naming
+    the extra to install."""
+    if not args.distributed:
+        return None
+    from .distributed import mpi
+
+    try:
+        return mpi().COMM_WORLD
+    except ImportError as err:
+        raise _UsageError(f"--distributed: {err}") from None
 
 
 def _check_init_from_options(args) -> None:

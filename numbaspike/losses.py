@@ -270,6 +270,10 @@ def accuracy(logits_or_pred, labels) -> float:
 class _TimeReducedCrossEntropy:
     """Cross-entropy on logits obtained by reducing ``(T, B, C)`` over time."""
 
+    #: Averaged over the batch: a shard's value and gradient weigh B_k / B in distributed
+    #: training (:mod:`numbaspike.distributed`).
+    reduction = "mean"
+
     def _output(self, output) -> np.ndarray:
         return _check_array("output", output, 3, "(T, B, C)")
 
@@ -590,6 +594,10 @@ class FiringRateRegularizer:
     Call as ``value, grad = reg(spikes)`` with ``spikes`` ``(T, B, N)``.
     """
 
+    #: Averaged over the batch: a shard's value and gradient weigh B_k / B in distributed
+    #: training (:mod:`numbaspike.distributed`).
+    reduction = "mean"
+
     def __init__(
         self,
         lower: float | np.ndarray | None = None,
@@ -661,6 +669,10 @@ class SpikeCountL1:
         :math:`\lambda \ge 0`.
     """
 
+    #: Averaged over the batch: a shard's value and gradient weigh B_k / B in distributed
+    #: training (:mod:`numbaspike.distributed`).
+    reduction = "mean"
+
     def __init__(self, strength: float = 1.0) -> None:
         self.strength = _check_nonneg("strength", strength)
 
@@ -690,6 +702,10 @@ class SpikeCountL2:
     strength : float
         :math:`\lambda \ge 0`.
     """
+
+    #: Averaged over the batch: a shard's value and gradient weigh B_k / B in distributed
+    #: training (:mod:`numbaspike.distributed`).
+    reduction = "mean"
 
     def __init__(self, strength: float = 1.0) -> None:
         self.strength = _check_nonneg("strength", strength)

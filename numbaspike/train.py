@@ -307,7 +307,9 @@ def train_step(
     return float(value), correct
 
 
-def evaluate(net: Sequential, data, loss, batch_size: int = 256) -> tuple[float, float]:
+def evaluate(
+    net: Sequential, data, loss, batch_size: int = 256, comm=None, mpi_timeout: float = 300.0
+) -> tuple[float, float]:
     """Mean loss and accuracy of ``net`` on ``data``.
 
     Parameters
@@ -318,11 +320,25 @@ def evaluate(net: Sequential, data, loss, batch_size: int = 256) -> tuple[float,
     loss : loss of :mod:`numbaspike.losses` (``loss(y, labels) -> (value, grad)``)
     batch_size : int
         Samples per forward pass (> 0); the result does not depend on it.
+    comm : mpi4py communicator, optional
+        Evaluate data-parallel: each rank takes a contiguous part of ``data`` and the sums
+        are combined (see :mod:`numbaspike.distributed`); every rank gets the result.
+    mpi_timeout : float
+        Seconds a rank waits for another before stopping every rank.
 
     Returns
     -------
     (mean loss, accuracy) over all samples of ``data``.
     """
+    if comm is not None:
+        from .distributed import Group, abort_on_error
+
+        group = Group(comm, mpi_timeout)
+        with abort_on_error(group):
+            _check_net(net)
+            _check_data("data", data, net)
+            _check_loss(loss)
+            return _evaluate_shards(net, data, loss, _check_batch_size(batch_size), group)
     _check_net(net)
     _check_data("data", data, net)
     _check_loss(loss)
@@ -339,6 +355,137 @@ def _evaluate(net: Sequential, data, loss, batch_size: int) -> tuple[float, floa
         total_loss += value * len(labels)
         correct += int(np.sum(loss.predict(y) == labels))
     return total_loss / len(data), correct / len(data)
+
+
+def _evaluate_shards(net: Sequential, data, loss, batch_size: int, group) -> tuple[float, float]:
+    """:func:`_evaluate` with each rank on a contiguous part of ``data``, sums combined."""
+    from .distributed import shard
+
+    idx = np.arange(len(data), dtype=np.int64)[shard(len(data), group.rank, group.size)]
+    dtype = data._batch_dtype(net.dtype)
+    events = _use_events(net, data)
+    sums = np.zeros(2)
+    for start in range(0, len(idx), batch_size):
+        part = idx[start : start + batch_size]
+        labels = data.labels[part]
+        y, _ = net.forward(data._batch(part, dtype, events))
+        y = host(y)
+        value, _ = loss(y, labels)
+        sums += (value * len(part), int(np.sum(loss.predict(y) == labels)))
+    total = group.sum(sums, "evaluation")
+    return float(total[0]) / len(data), float(total[1]) / len(data)
+
+
+def _shard_batches(data, batch_size: int, seed, net: Sequential, group):
+    """The rank's shard of every global batch of one epoch (the one-process order):
+    ``(x or None for an empty shard, labels, global batch size)``."""
+    from .distributed import shard
+
+    order = np.random.default_rng(seed).permutation(len(data))  # the order _iterate gives
+    dtype = data._batch_dtype(net.dtype)
+    events = _use_events(net, data)
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        part = batch[shard(len(batch), group.rank, group.size)]
+        x = data._batch(part, dtype, events) if len(part) else None
+        yield x, data.labels[part].copy(), len(batch)
+
+
+def _shard_step(net, x, labels, n_batch, loss, optimizer, regularizers, clip_norm, group, reds):
+    """:func:`train_step` on a rank's shard: its gradient, weighted by each loss term's
+    reduction, combined over the ranks in rank order, then the same optimiser step on every
+    rank. Returns the global-batch loss value and number of correct predictions."""
+    from .distributed import batch_weight
+
+    params = net.parameters()
+    net.zero_grad()
+    value, correct = 0.0, 0
+    if len(labels):
+        y, tape = net.forward(x)
+        y_host = host(y)
+        loss_value, grad_y = loss(y_host, labels)
+        w = batch_weight(reds[0], len(labels), n_batch)
+        value = w * loss_value
+        grad_y = grad_y * grad_y.dtype.type(w)
+        output_grads = {}
+        for (index, reg), red in zip(regularizers, reds[1:], strict=True):
+            r_value, r_grad = reg(host(tape.outputs[index]))
+            wr = batch_weight(red, len(labels), n_batch)
+            value += wr * r_value
+            output_grads[index] = output_grads.get(index, 0) + r_grad * r_grad.dtype.type(wr)
+        if math.isfinite(value):  # else every rank raises below, after the combination
+            net.backward(grad_y, tape, output_grads=output_grads)
+        correct = int(np.sum(loss.predict(y_host) == labels))
+    grads = net.gradients()
+    flat = np.concatenate([grads[n].ravel() for n in params] + [np.array([value, correct])])
+    total = group.sum(flat.astype(np.float64), "the gradient combination")
+    value, correct = float(total[-2]), int(total[-1])
+    if not math.isfinite(value):
+        raise TrainingDivergedError(
+            f"loss became {value}; lower the learning rate or the input scale "
+            "(parameters keep their last finite values)"
+        )
+    offset = 0
+    for name, g in grads.items():
+        g[...] = total[offset : offset + g.size].reshape(g.shape)
+        offset += g.size
+        if not all_finite(g):
+            raise TrainingDivergedError(
+                f"gradient of {name} is not finite; lower the learning rate"
+            )
+    if clip_norm is not None:
+        from .optim import clip_grad_norm
+
+        clip_grad_norm(grads, clip_norm)
+    optimizer.step(grads)
+    net.constrain()
+    return value, correct
+
+
+def _describe(obj) -> str:
+    """``repr(obj)`` where its class defines one, else its class name (a default repr holds
+    a memory address, which differs from rank to rank)."""
+    if type(obj).__repr__ is object.__repr__:
+        return type(obj).__qualname__
+    return repr(obj)
+
+
+def _start_ranks(group, net, train, val, loss, optimizer, regularizers, settings) -> tuple:
+    """Check that every rank runs the same training (else the same error on every rank),
+    give every rank rank 0's parameters, and return the reductions of the loss terms."""
+    from .distributed import fingerprint, reduction_of
+
+    reds = (reduction_of(loss, "loss"),) + tuple(
+        reduction_of(reg, f"regularizers[{k}]") for k, (_, reg) in enumerate(regularizers)
+    )
+
+    def data_digest(data):
+        if data is None:
+            return None
+        arrays = [data.labels] + [getattr(data, f"_{n}", None) for n in ("times", "units")]
+        sizes = (len(data), data.n_inputs, data.steps, data.n_classes)
+        return fingerprint(sizes) + "".join(fingerprint(a) for a in arrays if a is not None)
+
+    group.check_same(
+        {
+            "network": fingerprint(net.config()),
+            "training data": data_digest(train),
+            "validation data": data_digest(val),
+            "loss": _describe(loss),
+            "optimizer": f"{type(optimizer).__name__} lr={getattr(optimizer, 'lr', None)!r}",
+            "regularizers": repr([(i, _describe(r)) for i, r in regularizers]),
+            **{name: repr(value) for name, value in settings.items()},
+        },
+        "training settings",
+    )
+    params = net.parameters()
+    flat = np.concatenate([p.ravel().astype(np.float64) for p in params.values()])
+    flat = group.broadcast(flat, "the parameter broadcast")
+    offset = 0
+    for p in params.values():
+        p[...] = flat[offset : offset + p.size].reshape(p.shape)
+        offset += p.size
+    return reds
 
 
 def fit(
@@ -358,6 +505,10 @@ def fit(
     checkpoint_config: dict | None = None,
     progress: bool = True,
     on_epoch_end: Callable[[int, History], None] | None = None,
+    comm=None,
+    mpi_timeout: float = 300.0,
+    check_every: int | None = None,
+    rank_threads: int | None = None,
 ) -> History:
     """Train ``net`` for ``epochs`` epochs (from ``start_epoch``) and return the :class:`History`.
 
@@ -390,6 +541,21 @@ def fit(
         when stderr is a terminal (or in a notebook; a log file gets no bar).
     on_epoch_end : callable, optional
         Called as ``on_epoch_end(epoch, history)`` after every epoch (and its checkpoint).
+    comm : mpi4py communicator, optional
+        Train data-parallel on its ranks (:mod:`numbaspike.distributed`): each rank takes a
+        contiguous shard of every global batch of ``batch_size``, the gradients of the same
+        global-batch loss are combined in rank order, and every rank takes the same
+        optimiser step. The loss and regularisers must declare their ``reduction``. Rank 0
+        alone prints progress and writes the checkpoint; parameters start as rank 0's;
+        ranks started with different settings or data stop with an error naming them.
+    mpi_timeout : float
+        Seconds a rank waits for another in a collective before stopping every rank.
+    check_every : int, optional
+        With ``comm``: check every that many steps that the parameters are equal on all
+        ranks (a debugging aid; an error names the differing ranks).
+    rank_threads : int, optional
+        With ``comm``: Numba and OpenBLAS threads per rank (default: the node's cores
+        divided by the ranks on the node).
 
     Returns
     -------
@@ -405,6 +571,21 @@ def fit(
     KeyboardInterrupt
         Passed on as it is; the checkpoint of the last finished epoch is already on disk.
     """
+    args = dict(locals())
+    if comm is None:
+        return _fit(**args)
+    from .distributed import Group, abort_on_error
+
+    group = Group(comm, mpi_timeout)
+    with abort_on_error(group):
+        return _fit(**args, group=group)
+
+
+def _fit(
+    net, train, loss, optimizer, epochs, batch_size, val, seed, regularizers, clip_norm,
+    start_epoch, history, checkpoint_path, checkpoint_config, progress, on_epoch_end, comm,
+    mpi_timeout, check_every, rank_threads, group=None,
+) -> History:  # fmt: skip
     from tqdm.auto import tqdm
 
     _check_net(net)
@@ -425,29 +606,72 @@ def fit(
         raise TypeError(f"on_epoch_end must be callable, got {type(on_epoch_end).__name__}")
     history = history if history is not None else History()
     n_batches = math.ceil(len(train) / batch_size)
+    reds = None
+    if group is not None:
+        from .distributed import fingerprint, set_rank_threads
+
+        if check_every is not None:
+            check_every = _check_count("check_every", check_every) or None
+        if rank_threads is not None:
+            from .runtime.threads import set_num_threads
+
+            set_num_threads(rank_threads)
+        else:
+            set_rank_threads(group)
+        settings = {
+            "epochs": epochs, "start_epoch": start_epoch, "batch_size": batch_size,
+            "seed": seed, "clip_norm": clip_norm, "history": len(history.train_loss),
+        }  # fmt: skip
+        reds = _start_ranks(group, net, train, val, loss, optimizer, regularizers, settings)
+        progress = progress and group.rank == 0
     show_bar = _show_bar(progress)
+    steps = 0
     for epoch in range(start_epoch, epochs):
         start = time.perf_counter()
         seen = correct = 0
         loss_sum = 0.0
+        if group is None:
+            batches = (
+                (x, y, len(y)) for x, y in _iterate(train, batch_size, True, [seed, epoch], net)
+            )
+        else:
+            batches = _shard_batches(train, batch_size, [seed, epoch], net, group)
         with tqdm(
-            _iterate(train, batch_size, True, [seed, epoch], net),
+            batches,
             total=n_batches,
             desc=f"epoch {epoch + 1}/{epochs}",
             disable=not show_bar,
             leave=False,
         ) as bar:
-            for x, labels in bar:
-                value, ok = train_step(net, x, labels, loss, optimizer, regularizers, clip_norm)
+            for x, labels, n_batch in bar:
+                if group is None:
+                    value, ok = train_step(
+                        net, x, labels, loss, optimizer, regularizers, clip_norm
+                    )
+                else:
+                    value, ok = _shard_step(
+                        net, x, labels, n_batch, loss, optimizer, regularizers, clip_norm,
+                        group, reds,
+                    )  # fmt: skip
+                    steps += 1
+                    if check_every and steps % check_every == 0:
+                        digest = fingerprint(
+                            np.concatenate([p.ravel() for p in net.parameters().values()])
+                        )
+                        group.check_same({"parameters": digest}, f"parameters at step {steps}")
                 history.step_loss.append(value)
-                seen += len(labels)
+                seen += n_batch
                 correct += ok
-                loss_sum += value * len(labels)
+                loss_sum += value * n_batch
                 if show_bar:
                     bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
         history.train_loss.append(loss_sum / seen)
         history.train_acc.append(correct / seen)
-        if val is not None:
+        if val is not None and group is not None:
+            v_loss, v_acc = _evaluate_shards(net, val, loss, 256, group)
+            history.val_loss.append(v_loss)
+            history.val_acc.append(v_acc)
+        elif val is not None:
             v_loss, v_acc = _evaluate(net, val, loss, 256)
             history.val_loss.append(v_loss)
             history.val_acc.append(v_acc)
@@ -460,7 +684,7 @@ def fit(
             if history.val_acc:
                 msg += f" | val loss {history.val_loss[-1]:.4f} acc {history.val_acc[-1]:.3f}"
             tqdm.write(msg + f" ({history.epoch_time[-1]:.1f} s)")
-        if checkpoint_path is not None:
+        if checkpoint_path is not None and (group is None or group.rank == 0):
             from .checkpoint import save_checkpoint
 
             save_checkpoint(
