@@ -94,15 +94,19 @@ class Group:
         self.comm.Abort(1)
 
     def _wait(self, request, peer: int, what: str):
-        """Complete ``request`` (a message from or to ``peer``) within the timeout."""
-        deadline = time.monotonic() + self.timeout
+        """Complete ``request`` (a message from or to ``peer``) within the timeout.
+
+        The other ranks wait for rank 0 twice as long as rank 0 waits for them, so that the
+        rank that reports a silent rank is rank 0, which knows which one it is."""
+        patience = self.timeout if self.rank == 0 else 2 * self.timeout
+        deadline = time.monotonic() + patience
         while True:
             done, value = request.test()
             if done:
                 return value
             if time.monotonic() > deadline:
                 self.abort(
-                    f"rank {peer} did not answer within {self.timeout:g} s during {what} (it "
+                    f"rank {peer} did not answer within {patience:g} s during {what} (it "
                     "died or hangs); stopping every rank"
                 )
             time.sleep(_POLL_S)

@@ -84,7 +84,7 @@ def test_two_ranks_equal_one_process_over_an_epoch(tmp_path):
     ("scenario", "message"),
     [
         ("raise", "rank 1 of 2: RuntimeError: boom on purpose"),
-        ("hang", "rank 1 did not answer within 5 s"),
+        ("hang", "rank 0 of 2: rank 1 did not answer within 5 s"),
         ("settings", "different training settings: batch_size (ranks [1] differ from rank 0)"),
     ],
 )
