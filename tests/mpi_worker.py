@@ -22,7 +22,9 @@ from numbaspike.optim import Adam
 from numbaspike.train import evaluate, fit
 
 COMM = MPI.COMM_WORLD
-DATA = data.make_randman(steps=20, seed=0).subset(np.arange(150))
+# 129 samples in batches of 32: the last global batch has one sample, so rank 1's shard
+# of it is empty
+DATA = data.make_randman(steps=20, seed=0).subset(np.arange(129))
 
 
 def network() -> Sequential:
@@ -130,6 +132,29 @@ def fault(action: str) -> None:
     train(COMM, MaxOverTimeCrossEntropy(), [(1, Trap(action))], mpi_timeout=5.0)
 
 
+class Perturb:
+    """A regulariser that, on rank 1 at its second call, changes the network's weights."""
+
+    reduction = "mean"
+
+    def __init__(self) -> None:
+        self.net, self.calls = None, 0
+
+    def __call__(self, spikes):
+        self.calls += 1
+        if COMM.rank == 1 and self.calls == 2:
+            self.net.parameters()["0.weight"][0, 0] += 1.0
+        return 0.0, np.zeros_like(spikes)
+
+
+def parameters_diverge() -> None:
+    """``check_every=1`` notices parameters that differ between the ranks."""
+    net, reg = network(), Perturb()
+    reg.net = net
+    fit(net, DATA, MaxOverTimeCrossEntropy(), Adam(net.parameters()), 1, batch_size=32,
+        comm=COMM, progress=False, regularizers=[(1, reg)], check_every=1)  # fmt: skip
+
+
 def different_settings() -> None:
     net = network()
     batch = 32 if COMM.rank == 0 else 16
@@ -143,5 +168,7 @@ if __name__ == "__main__":
         equal_to_one_process(sys.argv[2])
     elif scenario == "settings":
         different_settings()
+    elif scenario == "diverge":
+        parameters_diverge()
     else:
         fault(scenario)

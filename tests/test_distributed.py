@@ -62,7 +62,8 @@ def test_loss_reductions_weight_the_shards():
 
 @needs_mpiexec
 def test_two_ranks_equal_one_process_over_an_epoch(tmp_path):
-    """float64, one epoch of a small recurrent network with learned thresholds: K = 2 against
+    """float64, one epoch of a small recurrent network with learned thresholds (its last batch
+    of one sample leaves rank 1 an empty shard): K = 2 against
     K = 1 to 1e-12 (parameters relative to their largest entry; losses per step), with a
     mean-reduced loss plus a regulariser and with a summed loss; two K = 2 runs give the
     same bits; a one-rank communicator gives the one-process bits; evaluate agrees."""
@@ -86,6 +87,7 @@ def test_two_ranks_equal_one_process_over_an_epoch(tmp_path):
         ("raise", "rank 1 of 2: RuntimeError: boom on purpose"),
         ("hang", "rank 0 of 2: rank 1 did not answer within 5 s"),
         ("settings", "different training settings: batch_size (ranks [1] differ from rank 0)"),
+        ("diverge", "different parameters at step 2: parameters (ranks [1] differ from rank 0)"),
     ],
 )
 def test_faults_stop_every_rank_with_the_reason(scenario, message):
