@@ -291,7 +291,13 @@ def train_step(
         )
     net.zero_grad()
     net.backward(grad_y, tape, output_grads=output_grads)
-    grads = net.gradients()
+    _apply_gradients(net, net.gradients(), optimizer, clip_norm)
+    correct = int(np.sum(loss.predict(y) == labels))
+    return float(value), correct
+
+
+def _apply_gradients(net: Sequential, grads: dict, optimizer, clip_norm: float | None) -> None:
+    """Refuse non-finite gradients, clip, take the optimiser step and constrain."""
     for name, g in grads.items():
         if not all_finite(g):
             raise TrainingDivergedError(
@@ -303,8 +309,6 @@ def train_step(
         clip_grad_norm(grads, clip_norm)
     optimizer.step(grads)
     net.constrain()
-    correct = int(np.sum(loss.predict(y) == labels))
-    return float(value), correct
 
 
 def evaluate(
@@ -426,19 +430,10 @@ def _shard_step(net, x, labels, n_batch, loss, optimizer, regularizers, clip_nor
             "(parameters keep their last finite values)"
         )
     offset = 0
-    for name, g in grads.items():
+    for g in grads.values():
         g[...] = total[offset : offset + g.size].reshape(g.shape)
         offset += g.size
-        if not all_finite(g):
-            raise TrainingDivergedError(
-                f"gradient of {name} is not finite; lower the learning rate"
-            )
-    if clip_norm is not None:
-        from .optim import clip_grad_norm
-
-        clip_grad_norm(grads, clip_norm)
-    optimizer.step(grads)
-    net.constrain()
+    _apply_gradients(net, grads, optimizer, clip_norm)
     return value, correct
 
 
