@@ -11,9 +11,10 @@ global-batch loss:
     w_k = \begin{cases} B_k / B & \text{a loss that averages over the batch} \\
                         1 & \text{a summed loss (``reduction="sum"``)} \end{cases}
 
-applied to the loss and to each regulariser by its own reduction. The sum is taken in rank
-order (rank 0 adds the shards 0, 1, ..., K-1 and sends the result back), so that for a given
-:math:`K` two runs give the same bits whatever the timing. Across different :math:`K` the
+applied to the loss and to each regulariser by its own reduction. The sum is taken in a
+fixed order (two ranks: rank 0 adds the shards and sends the result back; more: a ring
+allreduce whose every chunk is added in a fixed ring order), so that for a given :math:`K`
+two runs give the same bits whatever the timing. Across different :math:`K` the
 order of the floating-point additions differs, so results differ by rounding, which a
 spiking network amplifies over many steps.
 
@@ -113,11 +114,16 @@ class Group:
 
     # -- collectives ---------------------------------------------------------------------
     def sum(self, buf: np.ndarray, what: str) -> np.ndarray:
-        """The sum over ranks of ``buf`` (1-d, float64), added in rank order on rank 0 and
-        sent to all: every rank gets the same bits."""
+        """The sum over ranks of ``buf`` (1-d, float64), the same bits on every rank.
+
+        Two ranks: rank 0 adds the buffers and sends the sum back. More ranks: a ring
+        allreduce (each rank moves ``2 (K-1)/K`` buffers), whose chunk ``c`` is added in the
+        fixed ring order ``x_c + x_{c+1} + ... + x_{c-1}``."""
         buf = np.ascontiguousarray(buf, np.float64)
         if self.size == 1:
             return buf
+        if self.size > 2:
+            return self._ring_sum(buf, what)
         comm = self.comm
         if self.rank == 0:
             parts = [np.empty_like(buf) for _ in range(1, self.size)]
@@ -135,6 +141,41 @@ class Group:
         total = np.empty_like(buf)
         self._wait(comm.Irecv(total, source=0, tag=_RESULT_TAG), 0, what)
         return total
+
+    def _ring_sum(self, buf: np.ndarray, what: str) -> np.ndarray:
+        comm, rank, size = self.comm, self.rank, self.size
+        self._roll_call(what)
+        chunks = [shard(buf.size, c, size) for c in range(size)]
+        acc = buf.copy()
+        right, left = (rank + 1) % size, (rank - 1) % size
+        incoming = np.empty(max(c.stop - c.start for c in chunks))
+        for step in range(2 * (size - 1)):
+            gather = step >= size - 1  # the second half passes the finished chunks on
+            k = step - (size - 1) if gather else step
+            out = chunks[(rank + 1 - k) % size] if gather else chunks[(rank - k) % size]
+            into = chunks[(rank - k) % size] if gather else chunks[(rank - k - 1) % size]
+            recv = incoming[: into.stop - into.start]
+            payload = acc[out].copy()  # held until the send completes
+            sent = comm.Isend(payload, dest=right, tag=_SUM_TAG)
+            self._wait(comm.Irecv(recv, source=left, tag=_SUM_TAG), left, what)
+            self._wait(sent, right, what)
+            if gather:
+                acc[into] = recv
+            else:
+                acc[into] = recv + acc[into]  # partial sum of the ranks before, then own
+        return acc
+
+    def _roll_call(self, what: str) -> None:
+        """Every rank tells rank 0 it has reached the collective, so that rank 0 can name a
+        rank that never does (a ring neighbour could only name its neighbour)."""
+        comm = self.comm
+        if self.rank == 0:
+            flags = [np.zeros(1, np.int8) for _ in range(1, self.size)]
+            pending = [comm.Irecv(f, source=k, tag=_OBJECT_TAG) for k, f in enumerate(flags, 1)]
+            for k, request in enumerate(pending, 1):
+                self._wait(request, k, what)
+        else:
+            self._wait(comm.Isend(np.ones(1, np.int8), dest=0, tag=_OBJECT_TAG), 0, what)
 
     def broadcast(self, buf: np.ndarray, what: str) -> np.ndarray:
         """Rank 0's ``buf`` on every rank (in place)."""

@@ -34,6 +34,31 @@ def _mpiexec(n: int, *args, timeout: float = 600) -> subprocess.CompletedProcess
     )  # fmt: skip
 
 
+@needs_mpiexec
+@pytest.mark.parametrize("ranks", [3, 4])
+def test_ring_sum_gives_every_rank_the_same_bits(tmp_path, ranks):
+    """The ring allreduce: the float64 sum of every rank's buffer (empty, shorter than K,
+    long), identical bits on every rank and from call to call."""
+    script = tmp_path / "ring.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from mpi4py import MPI\n"
+        "from numbaspike.distributed import Group\n"
+        "g = Group(MPI.COMM_WORLD)\n"
+        "rng = np.random.default_rng(g.rank)\n"
+        "for n in (0, 1, 2, 5, 1000, 12345):\n"
+        "    x = rng.normal(size=n)\n"
+        "    s = g.sum(x, 'test')\n"
+        "    ref = np.sum(MPI.COMM_WORLD.allgather(x), axis=0) if n else np.zeros(0)\n"
+        "    assert len(set(MPI.COMM_WORLD.allgather(s.tobytes()))) == 1\n"
+        "    assert np.allclose(s, ref, rtol=1e-14, atol=1e-14)\n"
+        "    assert np.array_equal(g.sum(x, 'test'), s)\n"
+        "print('ring OK')\n"
+    )
+    done = _mpiexec(ranks, script, timeout=300)
+    assert done.returncode == 0 and done.stdout.count("ring OK") == ranks, done.stderr[-3000:]
+
+
 def test_shards_split_a_batch_in_order_and_as_evenly_as_possible():
     for batch in range(0, 12):
         for size in range(1, 5):
@@ -61,14 +86,16 @@ def test_loss_reductions_weight_the_shards():
 
 
 @needs_mpiexec
-def test_two_ranks_equal_one_process_over_an_epoch(tmp_path):
+@pytest.mark.parametrize("ranks", [2, 3], ids=["rank0-sum", "ring"])
+def test_ranks_equal_one_process_over_an_epoch(tmp_path, ranks):
     """float64, one epoch of a small recurrent network with learned thresholds (its last batch
     of one sample leaves rank 1 an empty shard): K = 2 against
     K = 1 to 1e-12 (parameters relative to their largest entry; losses per step), with a
-    mean-reduced loss plus a regulariser and with a summed loss; two K = 2 runs give the
-    same bits; a one-rank communicator gives the one-process bits; evaluate agrees."""
+    mean-reduced loss plus a regulariser and with a summed loss; two K-rank runs give the
+    same bits; a one-rank communicator gives the one-process bits; evaluate agrees. Two ranks
+    combine through rank 0, three through the ring allreduce."""
     out = tmp_path / "result.json"
-    done = _mpiexec(2, WORKER, "equal", out)
+    done = _mpiexec(ranks, WORKER, "equal", out)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     for name in ("mean", "sum"):
